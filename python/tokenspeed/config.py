@@ -225,7 +225,8 @@ def _parse_text(
         intermediate_size = 0
 
     rope_theta, partial_rotary_factor = _rope(t)
-    dtype = t.get("torch_dtype", t.get("dtype", top.get("torch_dtype", top.get("dtype"))))
+    dtypes = (t.get("torch_dtype"), t.get("dtype"), top.get("torch_dtype"), top.get("dtype"))
+    dtype = next((x for x in dtypes if x is not None), None)
     eos = _eos_ids(t.get("eos_token_id"), "eos_token_id")
     if is_wrapper:
         eos = tuple(dict.fromkeys(eos + _eos_ids(top.get("eos_token_id"), "eos_token_id")))
