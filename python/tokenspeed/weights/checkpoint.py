@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ class TensorInfo:
     file: Path
     shape: tuple[int, ...]
     dtype: str  # safetensors dtype string: "BF16", "F32", "I64", "F8_E4M3", ...
-    numel: int
+    numel: int  # element count, weights the progress bar
 
 
 def checkpoint_files(path: str | Path) -> list[Path]:
@@ -55,12 +56,5 @@ def read_headers(files: list[Path]) -> list[TensorInfo]:
             for key in f.keys():
                 sl = f.get_slice(key)
                 shape = tuple(sl.get_shape())
-                infos.append(TensorInfo(key, file, shape, sl.get_dtype(), _numel(shape)))
+                infos.append(TensorInfo(key, file, shape, sl.get_dtype(), math.prod(shape)))
     return infos
-
-
-def _numel(shape: tuple[int, ...]) -> int:  # element count, for the progress bar
-    n = 1
-    for s in shape:
-        n *= s
-    return n
