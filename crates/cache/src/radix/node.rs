@@ -1,0 +1,1 @@
+//! Provisional (filled in by the next commit).
