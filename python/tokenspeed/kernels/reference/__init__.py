@@ -1,0 +1,28 @@
+"""Plain PyTorch reference of every kernel op (CPU and GPU); defines the exact math."""
+
+from tokenspeed.kernels.reference.activation import silu_and_mul
+from tokenspeed.kernels.reference.attention import paged_attention, write_kv_cache
+from tokenspeed.kernels.reference.conv import conv1d_decode, conv1d_varlen
+from tokenspeed.kernels.reference.gdn import gdn_chunked, gdn_gates, gdn_recurrent
+from tokenspeed.kernels.reference.moe import add_gated_shared_expert, moe_experts, moe_route
+from tokenspeed.kernels.reference.norm import add_rms_norm, gated_rms_norm, rms_norm
+from tokenspeed.kernels.reference.rope import apply_rope, rope_inv_freq
+
+__all__ = [
+    "add_gated_shared_expert",
+    "add_rms_norm",
+    "apply_rope",
+    "conv1d_decode",
+    "conv1d_varlen",
+    "gated_rms_norm",
+    "gdn_chunked",
+    "gdn_gates",
+    "gdn_recurrent",
+    "moe_experts",
+    "moe_route",
+    "paged_attention",
+    "rms_norm",
+    "rope_inv_freq",
+    "silu_and_mul",
+    "write_kv_cache",
+]

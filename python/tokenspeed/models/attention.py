@@ -1,0 +1,49 @@
+"""Gated full attention (spec §2.4): q/gate per-head interleave, zero-centred q/k norm,
+partial NeoX RoPE, paged causal GQA attention, sigmoid output gate."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tokenspeed.config import ModelConfig
+from tokenspeed.kernels import ops
+from tokenspeed.models.context import StepContext
+from tokenspeed.models.params import Params
+
+
+class GatedAttention:
+    def __init__(self, cfg: ModelConfig, params: Params, prefix: str, cache_index: int) -> None:
+        p = prefix + "self_attn."
+        self.num_heads = cfg.num_attention_heads
+        self.num_kv_heads = cfg.num_key_value_heads
+        self.head_dim = cfg.head_dim
+        self.eps = cfg.rms_norm_eps
+        self.scale = cfg.head_dim**-0.5
+        self.cache_index = cache_index
+        # q_proj rows stay in the checkpoint order [q_0, gate_0, q_1, gate_1, ...].
+        self.qkv_proj = params.take_cat(
+            p + "q_proj.weight", p + "k_proj.weight", p + "v_proj.weight"
+        )
+        self.o_proj = params.take(p + "o_proj.weight")
+        self.q_norm = params.take(p + "q_norm.weight")
+        self.k_norm = params.take(p + "k_norm.weight")
+
+    def forward(self, x: Tensor, ctx: StepContext) -> Tensor:
+        tokens = x.shape[0]
+        nh, nkv, hd = self.num_heads, self.num_kv_heads, self.head_dim
+        qg, k, v = F.linear(x, self.qkv_proj).split([2 * nh * hd, nkv * hd, nkv * hd], dim=-1)
+        q, gate = qg.view(tokens, nh, 2 * hd).chunk(2, dim=-1)  # per-head [q | gate]
+        q = ops.rms_norm(q, self.q_norm, self.eps)
+        k = ops.rms_norm(k.view(tokens, nkv, hd), self.k_norm, self.eps)
+        q, k = ops.apply_rope(q, k, ctx.batch.positions, ctx.inv_freq)
+        k_cache = ctx.kv_cache.k[self.cache_index]
+        v_cache = ctx.kv_cache.v[self.cache_index]
+        ops.write_kv_cache(k, v.view(tokens, nkv, hd), k_cache, v_cache, ctx.kv_indices)
+        b = ctx.batch
+        o = ops.paged_attention(
+            q, k_cache, v_cache, b.page_table, b.cu_seqlens, b.prefix_lens, self.scale
+        )
+        o = o.reshape(tokens, nh * hd) * torch.sigmoid(gate.reshape(tokens, nh * hd))
+        return F.linear(o, self.o_proj)

@@ -1,0 +1,49 @@
+"""One pre-norm decoder layer: token mixer (GDN or gated attention) then FFN (dense or MoE)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from tokenspeed.config import FULL, ModelConfig
+from tokenspeed.kernels import ops
+from tokenspeed.models.attention import GatedAttention
+from tokenspeed.models.context import StepContext
+from tokenspeed.models.ffn import DenseMLP, SparseMoE
+from tokenspeed.models.gdn import GatedDeltaNet
+from tokenspeed.models.params import Params
+
+
+class DecoderLayer:
+    def __init__(self, cfg: ModelConfig, params: Params, index: int) -> None:
+        prefix = f"layers.{index}."
+        self.eps = cfg.rms_norm_eps
+        self.input_norm = params.take(prefix + "input_layernorm.weight")
+        self.post_attention_norm = params.take(prefix + "post_attention_layernorm.weight")
+        self.mixer: GatedAttention | GatedDeltaNet
+        if cfg.layer_types[index] == FULL:
+            cache_index = cfg.attention_layer_ids.index(index)
+            self.mixer = GatedAttention(cfg, params, prefix, cache_index)
+        else:
+            cache_index = cfg.linear_layer_ids.index(index)
+            self.mixer = GatedDeltaNet(cfg, params, prefix, cache_index)
+        self.ffn: DenseMLP | SparseMoE
+        if cfg.mlp_types[index] == "moe":
+            self.ffn = SparseMoE(cfg, params, prefix)
+        else:
+            self.ffn = DenseMLP(params, prefix + "mlp.")
+
+    def forward(
+        self, x: Tensor, residual: Tensor | None, ctx: StepContext
+    ) -> tuple[Tensor, Tensor]:
+        """``(x, residual)`` -> ``(ffn_out, residual)``; the caller adds the last pair.
+
+        Residual adds happen in the activation dtype, fused with the following norm.
+        """
+        if residual is None:
+            residual = x
+            h = ops.rms_norm(x, self.input_norm, self.eps)
+        else:
+            h, residual = ops.add_rms_norm(x, residual, self.input_norm, self.eps)
+        h = self.mixer.forward(h, ctx)
+        h, residual = ops.add_rms_norm(h, residual, self.post_attention_norm, self.eps)
+        return self.ffn.forward(h), residual
