@@ -110,7 +110,7 @@ impl fmt::Debug for PathLock {
 impl RadixCache {
     /// An empty cache whose nodes hold pages of `page_pool` and checkpoints of `state_pool`.
     pub fn new(page_pool: PagePool, state_pool: StatePool) -> Self {
-        let tree = Tree::new(page_pool.page_size());
+        let tree = Tree::new(&page_pool);
         Self {
             tree: Arc::new(Mutex::new(tree)),
             pages: page_pool,
