@@ -43,8 +43,9 @@ def conv1d_varlen(
         else:
             window = conv_state.new_zeros(channels, width - 1)
         rows = torch.cat([window, x[start:end].t().to(conv_state.dtype)], dim=1)  # [C, K-1+n]
-        y = F.conv1d(rows[None].to(weight.dtype), weight[:, None, :], groups=channels)[0]
-        out[start:end] = F.silu(y).t().to(x.dtype)
+        if n:
+            y = F.conv1d(rows[None].to(weight.dtype), weight[:, None, :], groups=channels)[0]
+            out[start:end] = F.silu(y).t().to(x.dtype)
         if ckpt_slots[b] >= 0:
             off = _check_offset(ckpt_offsets[b], n)
             conv_state[ckpt_slots[b]] = rows[:, off : off + width - 1]
