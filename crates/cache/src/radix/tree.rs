@@ -96,8 +96,12 @@ impl Tree {
                 break;
             };
             let key = &self.nodes[child].key;
-            let same = key.iter().zip(rest).take_while(|(a, b)| a == b).count();
-            let pages = same / ps;
+            // Whole-page slice comparisons compile to memcmp (token-by-token was the hot spot).
+            let pages = key
+                .chunks(ps)
+                .zip(rest.chunks(ps))
+                .take_while(|(a, b)| a == b)
+                .count();
             if pages * ps < key.len() {
                 // The first page matched through the map, so `pages >= 1`.
                 return Descent {
