@@ -304,3 +304,7 @@ fn special_tokens(config: &Json) -> Map<String, Json> {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "template_tests.rs"]
+mod tests;
