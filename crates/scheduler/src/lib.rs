@@ -41,6 +41,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod admit;
 mod budget;
 mod commit;
 mod config;

@@ -11,19 +11,9 @@ use crate::{
 };
 
 /// A plan being built, with what commit will need to know about its rows.
-struct Draft {
-    plan: StepPlan,
-    rows: Vec<RowRecord>,
-}
-
-/// Outcome of trying to admit the head of the waiting queue.
-enum Admission {
-    /// Admitted; plan its first chunk with this working-slot initialisation.
-    Admitted(StateInit),
-    /// Not one page of budget left for it this step.
-    NoBudget,
-    /// Pools and cache cannot provide its first chunk right now.
-    NoMemory,
+pub(crate) struct Draft {
+    pub plan: StepPlan,
+    pub rows: Vec<RowRecord>,
 }
 
 impl Scheduler {
@@ -45,7 +35,7 @@ impl Scheduler {
             match self.state(self.running[i]) {
                 Some(StateName::Decoding) => self.plan_decode(i, &mut draft, &mut budget),
                 Some(StateName::Prefilling) => {
-                    self.plan_chunk(i, StateInit::Continue, &mut draft, &mut budget)
+                    self.plan_chunk(i, StateInit::Continue, usize::MAX, &mut draft, &mut budget)
                 }
                 _ => {}
             }
@@ -131,11 +121,13 @@ impl Scheduler {
     }
 
     /// Plans the next prompt chunk of `running[i]` (as large as the budget allows, ending on a
-    /// page boundary unless it is the last), with a snapshot at its last page boundary.
-    fn plan_chunk(
+    /// page boundary unless it is the last, and not past `max_end`), with a snapshot at its
+    /// last page boundary.
+    pub(crate) fn plan_chunk(
         &mut self,
         i: usize,
         init: StateInit,
+        max_end: usize,
         draft: &mut Draft,
         budget: &mut StepBudget,
     ) {
@@ -147,7 +139,9 @@ impl Scheduler {
             return;
         };
         let total = entry.seq.tokens().len();
-        let n = budget.prefill_chunk(done, total, ps);
+        let n = budget
+            .prefill_chunk(done, total, ps)
+            .min(max_end.saturating_sub(done));
         if n == 0 || !self.grow(i, done + n, draft, budget) {
             return;
         }
@@ -259,7 +253,12 @@ impl Scheduler {
         }
     }
 
-    fn fail_out_of_memory(&mut self, key: u32, context_tokens: usize, draft: &mut Draft) {
+    pub(crate) fn fail_out_of_memory(
+        &mut self,
+        key: u32,
+        context_tokens: usize,
+        draft: &mut Draft,
+    ) {
         let pool_pages = self.mem.pages.total();
         let reason = FinishReason::Error(RequestError::OutOfMemory {
             context_tokens,
@@ -268,66 +267,5 @@ impl Scheduler {
         if let Some(id) = self.end(key, reason) {
             draft.plan.finished.push((id, reason));
         }
-    }
-
-    /// Admits waiting requests in FIFO order (a preempted one is at the front) while slots,
-    /// budget and memory allow. Admission never preempts; if nothing is running and the head
-    /// still cannot be admitted, it can never fit and ends with an error.
-    fn admit_waiting(&mut self, draft: &mut Draft, budget: &mut StepBudget) {
-        while self.running.len() < self.config.max_running {
-            let Some(&key) = self.waiting.front() else {
-                return;
-            };
-            match self.admit(key, budget) {
-                Admission::Admitted(init) => {
-                    let i = self.running.len() - 1;
-                    self.plan_chunk(i, init, draft, budget);
-                }
-                Admission::NoBudget => return,
-                Admission::NoMemory if self.running.is_empty() => {
-                    let tokens = self.entries.get(key).map_or(0, |e| e.seq.tokens().len());
-                    self.fail_out_of_memory(key, tokens, draft);
-                }
-                Admission::NoMemory => return,
-            }
-        }
-    }
-
-    /// Matches the head's tokens against the cache and grants it a working slot and the
-    /// pages of its first chunk.
-    fn admit(&mut self, key: u32, budget: &StepBudget) -> Admission {
-        let ps = self.mem.page_size;
-        let Some(entry) = self.entries.get_mut(key) else {
-            return Admission::NoBudget;
-        };
-        let tokens = entry.seq.tokens();
-        let hit = self.mem.cache.match_prefix(tokens);
-        let n = budget.prefill_chunk(hit.hit_tokens, tokens.len(), ps);
-        if n == 0 {
-            return Admission::NoBudget;
-        }
-        let Some(working) = self.mem.alloc_slot() else {
-            return Admission::NoMemory;
-        };
-        let missing = (hit.hit_tokens + n).div_ceil(ps) - hit.page_ids.len();
-        let Some(pages) = self.mem.alloc_pages(missing) else {
-            return Admission::NoMemory;
-        };
-        let init = hit.checkpoint.map_or(StateInit::Zero, StateInit::CopyFrom);
-        self.counters.prefix_hit_tokens += hit.hit_tokens as u64;
-        self.counters.prefix_requested_tokens += tokens.len() as u64;
-        let waiting = std::mem::replace(&mut entry.request, Request::Waiting);
-        match waiting.admit(Resident::new(hit, working, pages)) {
-            Ok(prefilling) => entry.request = prefilling,
-            Err((unchanged, _)) => {
-                entry.request = unchanged;
-                return Admission::NoBudget;
-            }
-        }
-        entry.ticket = self.next_ticket;
-        self.next_ticket += 1;
-        self.waiting.pop_front();
-        self.running.push(key);
-        Admission::Admitted(init)
     }
 }
