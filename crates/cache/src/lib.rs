@@ -20,11 +20,15 @@
 //!   path that has a checkpoint: a hybrid model cannot resume from KV alone, so with no
 //!   checkpoint on the path the hit is 0. The returned [`PathLock`] keeps the KV of the
 //!   matched path and the checkpoint to copy from alive until it is dropped. The checkpoint
-//!   slot must be treated as read-only (copy it into the request's working slot).
+//!   slot must be treated as read-only (copy it into the request's working slot). Only that
+//!   checkpoint is pinned: checkpoints of ancestors on a locked path stay evictable.
 //! * [`RadixCache::insert`] publishes full pages. `pages` may cover only a suffix of `tokens`
 //!   when the prefix before it is already cached (the caller holds a `PathLock` on it). Pages
 //!   duplicating cached ones are freed; the result lists the tree's page ids for the whole
 //!   path (the request must switch its page table to them) and locks the inserted path.
+//!   A freed duplicate may be handed out by the next `alloc`; that is safe as long as GPU
+//!   steps run in order (a step planned earlier finishes reading it before a later step
+//!   writes it).
 //! * Pools never evict on their own: on `alloc` failure call
 //!   [`RadixCache::evict_pages`] / [`RadixCache::evict_checkpoints`], then `alloc` again.
 //!   [`CacheStats::pages_evictable`] says how much eviction can free.
