@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,56 @@ class ForwardBatch:
         """Every sequence has exactly one new token: the GDN layers take the recurrent path."""
         return self.max_seqlen == 1
 
+    def validate(self, page_size: int) -> None:
+        """Host-side consistency checks (syncs with the device: for tests and debugging).
+        Raises ValueError naming the offending field."""
+        num_tokens, num_seqs = self.input_ids.shape[0], self.num_seqs
+        _expect(self.input_ids.dim() == 1, "input_ids", "must be 1-D [T]")
+        _expect(self.positions.shape == (num_tokens,), "positions", f"must be [T={num_tokens}]")
+        for name in ("prefix_lens", "has_initial_state"):
+            _expect(getattr(self, name).shape == (num_seqs,), name, f"must be [B={num_seqs}]")
+        _expect(self.cu_seqlens.shape == (num_seqs + 1,), "cu_seqlens", "must be [B+1]")
+        cu = self.cu_seqlens.tolist()
+        lens = [end - start for start, end in itertools.pairwise(cu)]
+        _expect(
+            cu[0] == 0 and cu[-1] == num_tokens, "cu_seqlens", f"must run from 0 to T={num_tokens}"
+        )
+        _expect(all(n >= 1 for n in lens), "cu_seqlens", "every sequence needs >= 1 new token")
+        _expect(
+            self.max_seqlen == max(lens), "max_seqlen", f"is {self.max_seqlen}, not {max(lens)}"
+        )
+        _expect(
+            self.page_table.dim() == 2 and self.page_table.shape[0] == num_seqs,
+            "page_table",
+            f"must be [B={num_seqs}, max_pages]",
+        )
+        for b, (prefix, n) in enumerate(zip(self.prefix_lens.tolist(), lens, strict=True)):
+            needed = -(-(prefix + n) // page_size)
+            row = self.page_table[b, :needed].tolist()
+            _expect(
+                len(row) == needed and 0 not in row,
+                "page_table",
+                f"sequence {b} holds {prefix}+{n} tokens and needs {needed} real pages: {row}",
+            )
+        rows = self.logits_indices
+        _expect(
+            rows.numel() == 0 or (int(rows.min()) >= 0 and int(rows.max()) < num_tokens),
+            "logits_indices",
+            f"must index rows in [0, {num_tokens})",
+        )
+        if (self.checkpoint_slots is None) != (self.checkpoint_offsets is None):
+            raise ValueError("checkpoint_slots and checkpoint_offsets must be given together")
+        if self.checkpoint_slots is not None and self.checkpoint_offsets is not None:
+            pairs = zip(
+                self.checkpoint_slots.tolist(), self.checkpoint_offsets.tolist(), lens, strict=True
+            )
+            for b, (slot, offset, n) in enumerate(pairs):
+                _expect(
+                    slot < 0 or 0 <= offset <= n,
+                    "checkpoint_offsets",
+                    f"sequence {b}: offset {offset} outside [0, {n}]",
+                )
+
     def kv_indices(self, page_size: int) -> Tensor:
         """Flat KV-cache row (``page * page_size + row``) of every new token, ``[T]`` int64."""
         num_tokens = self.input_ids.shape[0]
@@ -75,7 +126,7 @@ class SequenceChunk:
 def build_batch(
     chunks: list[SequenceChunk], page_size: int, device: str | torch.device
 ) -> ForwardBatch:
-    """Pack host-side chunks into a ``ForwardBatch`` (checks each sequence has enough pages)."""
+    """Pack host-side chunks into a validated ``ForwardBatch``."""
     if not chunks:
         raise ValueError("empty batch")
     ids: list[int] = []
@@ -85,14 +136,6 @@ def build_batch(
     for c in chunks:
         if not c.tokens:
             raise ValueError("a sequence in the batch has no new tokens")
-        needed = -(-(c.prefix_len + len(c.tokens)) // page_size)
-        if len(c.pages) < needed:
-            raise ValueError(
-                f"sequence with {c.prefix_len}+{len(c.tokens)} tokens needs {needed} pages "
-                f"of {page_size}, got {len(c.pages)}"
-            )
-        if 0 in c.pages[:needed]:
-            raise ValueError("page 0 is the dummy page and cannot hold tokens")
         start = cu[-1]
         ids += c.tokens
         positions += range(c.prefix_len, c.prefix_len + len(c.tokens))
@@ -105,7 +148,7 @@ def build_batch(
     def t(values: list, dtype: torch.dtype) -> Tensor:
         return torch.tensor(values, dtype=dtype, device=device)
 
-    return ForwardBatch(
+    batch = ForwardBatch(
         input_ids=t(ids, torch.int64),
         positions=t(positions, torch.int64),
         cu_seqlens=t(cu, torch.int32),
@@ -120,3 +163,10 @@ def build_batch(
             t([c.checkpoint_offset for c in chunks], torch.int64) if has_ckpt else None
         ),
     )
+    batch.validate(page_size)
+    return batch
+
+
+def _expect(ok: bool, field: str, problem: str) -> None:
+    if not ok:
+        raise ValueError(f"ForwardBatch.{field}: {problem}")
