@@ -165,7 +165,12 @@ impl Resident {
         if upto == 0 || upto < self.cached || (upto == self.cached && checkpoint.is_none()) {
             return Ok(()); // nothing new to publish (a depth-0 checkpoint is useless)
         }
-        let rest = self.private.split_off((upto - self.cached) / page_size);
+        let publish_pages = (upto - self.cached) / page_size;
+        if publish_pages > self.private.len() || upto > tokens.len() {
+            let msg = format!("publish up to {upto} tokens beyond the pages / tokens held");
+            return Err(CacheError::Integrity(msg));
+        }
+        let rest = self.private.split_off(publish_pages);
         let published = std::mem::replace(&mut self.private, rest);
         let done = cache.insert(&tokens[..upto], published, checkpoint)?;
         self.page_table[..done.page_ids.len()].copy_from_slice(&done.page_ids);

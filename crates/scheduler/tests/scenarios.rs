@@ -163,7 +163,10 @@ fn preempt_then_resume_gives_the_reference_tokens() {
         }
         assert!(sim.sched.is_idle());
         let (plans_before, before) = at_preemption.expect("request 2 was preempted");
-        assert!(before.len() > 6, "request 2 had produced tokens before preemption");
+        assert!(
+            before.len() > 6,
+            "request 2 had produced tokens before preemption"
+        );
         // The re-admission recomputes / resumes exactly the tokens known at preemption: its
         // prefill rows continue from the cache hit and the last one ends at the preempted
         // length and samples the next token.
@@ -181,7 +184,11 @@ fn preempt_then_resume_gives_the_reference_tokens() {
                 break;
             }
         }
-        assert_eq!(resumed, before[hit..], "resumed prefill covers the known tokens");
+        assert_eq!(
+            resumed,
+            before[hit..],
+            "resumed prefill covers the known tokens"
+        );
         assert_eq!(sim.finished[&2], FinishReason::Length);
         assert_eq!(
             sim.outputs[&2].len(),
@@ -263,7 +270,9 @@ fn requests_sharing_a_prefix_share_pages() {
     let a_pages = sim.sched.resident_of(1).unwrap().page_table()[..4].to_vec();
     sim.submit(spec(2, with(7, 9), 30));
     let plan = sim.step(false);
-    let b = plan.position_of(2).unwrap_or_else(|| panic!("{plan:?} {:?}", sim.sched.stats()));
+    let b = plan
+        .position_of(2)
+        .unwrap_or_else(|| panic!("{plan:?} {:?}", sim.sched.stats()));
     assert_eq!(
         plan.num_cached[b], 16,
         "B resumes after the shared 16 tokens"
