@@ -66,7 +66,7 @@ struct Setup {
 fn setup() -> impl Strategy<Value = Setup> {
     (
         prop_oneof![Just(1usize), Just(2), Just(4)],
-        6..28usize,
+        3..20usize,
         3..9usize,
         1..5usize,
         0..12usize,
@@ -176,9 +176,20 @@ fn run(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
     prop_assert_eq!(stats.pages_free + stats.pages_cached, stats.pages_total);
     sim.check_outputs();
     if std::env::var_os("TS_CASE_STATS").is_some() {
-        let errors = sim.finished.values().filter(|r| matches!(r, FinishReason::Error(_))).count();
+        let errors = sim
+            .finished
+            .values()
+            .filter(|r| matches!(r, FinishReason::Error(_)))
+            .count();
         let s = stats;
-        eprintln!("CASE ids={} preempt={} hit={} req={} cached={} errors={errors}", ids.len(), s.preemptions, s.prefix_hit_tokens, s.prefix_requested_tokens, s.pages_cached);
+        eprintln!(
+            "CASE ids={} preempt={} hit={} req={} cached={} errors={errors}",
+            ids.len(),
+            s.preemptions,
+            s.prefix_hit_tokens,
+            s.prefix_requested_tokens,
+            s.pages_cached
+        );
     }
     Ok(())
 }
@@ -203,7 +214,7 @@ fn try_submit(
 
 proptest! {
     #[test]
-    fn random_interleavings_keep_every_invariant(setup in setup(), ops in prop::collection::vec(op(), 1..60)) {
+    fn random_interleavings_keep_every_invariant(setup in setup(), ops in prop::collection::vec(op(), 1..120)) {
         run(setup, ops)?;
     }
 }
