@@ -144,8 +144,10 @@ def test_gdn_chunked_matches_hf_torch_chunk_kernel() -> None:
     x = gdn_inputs(n, seed=7)
     init = torch.randn(HV, DK, DV, generator=gen(8)) * 0.3
     g, beta = ref.gdn_gates(x["a"], x["b"], x["A_log"], x["dt_bias"])
+    r = HV // HK  # heads expanded here (h // r): older HF kernels expect equal head counts
+    q, k = x["q"].repeat_interleave(r, dim=1), x["k"].repeat_interleave(r, dim=1)
     o_hf, s_hf = hf.torch_chunk_gated_delta_rule(
-        x["q"][None], x["k"][None], x["v"][None], g=g[None], beta=beta[None],
+        q[None], k[None], x["v"][None], g=g[None], beta=beta[None],
         initial_state=init[None], output_final_state=True, use_qk_l2norm_in_kernel=True,
     )  # fmt: skip
     state = torch.zeros(2, HV, DK, DV)

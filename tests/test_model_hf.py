@@ -90,6 +90,7 @@ class Harness:
 
     def __init__(self, model: Qwen3_5Model, num_pages: int = 64, num_slots: int = 10) -> None:
         self.model = model
+        self.device = model.device
         self.kv = model.new_kv_cache(num_pages, PAGE)
         self.state = model.new_state_cache(num_slots)
         for t in [*self.kv.k, *self.kv.v, *self.state.conv, *self.state.ssm]:
@@ -119,11 +120,11 @@ class Harness:
                     checkpoint_offset=offset,
                 )
             )
-        batch = build_batch(chunks, PAGE, "cpu")
+        batch = build_batch(chunks, PAGE, self.device)
         assert batch.is_decode == all(n == 1 for _, n in work)
         logits = self.model.forward(batch, self.kv, self.state)
         for (seq, n), part in zip(work, logits.split([n for _, n in work]), strict=True):
-            seq.logits.append(part)
+            seq.logits.append(part.cpu())
             seq.done += n
 
 
@@ -230,3 +231,23 @@ def test_from_in_memory_hf_state_dict(name: str) -> None:
     model = Qwen3_5Model(cfg, weights)
     tokens = fx.random_tokens(90, cfg.vocab_size, seed=3)
     assert_logits_close(model.logits(tokens), fx.hf_logits(hf, tokens))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["dense", "next"])
+def test_reference_model_on_cuda(tmp_path, name: str) -> None:
+    """The same reference ops on the GPU: fp32 chunks + decode + packed batch vs HF on CPU."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    hf = fx.build(name, seed=1)
+    path = fx.save_checkpoint(hf, tmp_path, **LAYOUTS[name])
+    model = load_model(path, device="cuda", progress=False)
+    vocab = hf.config.get_text_config().vocab_size
+    a = Seq(fx.random_tokens(150, vocab, seed=1), slot=2)
+    b = Seq(fx.random_tokens(40, vocab, seed=2), slot=5)
+    h = Harness(model)
+    h.step([(a, 70), (b, 39)])
+    h.step([(a, 1), (b, 1)])
+    h.step([(a, 79)])
+    for seq in (a, b):
+        assert_logits_close(torch.cat(seq.logits), fx.hf_logits(hf, seq.tokens))
