@@ -229,6 +229,7 @@ def test_from_in_memory_hf_state_dict(name: str) -> None:
     for key in ("linear_attn.A_log", "linear_attn.norm.weight"):
         assert all(t.dtype == torch.float32 for k, t in weights.items() if k.endswith(key))
     model = Qwen3_5Model(cfg, weights)
+    assert not weights  # consumed: originals of fused projections are freed
     tokens = fx.random_tokens(90, cfg.vocab_size, seed=3)
     assert_logits_close(model.logits(tokens), fx.hf_logits(hf, tokens))
 

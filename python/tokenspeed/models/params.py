@@ -13,7 +13,8 @@ class Params:
     """The canonical weights, checked once against ``param_specs`` and handed out by name.
 
     Blocks ``take`` what they use; ``finish`` fails if anything was left over, so a weight the
-    model silently ignores is impossible.
+    model silently ignores is impossible. The dict is consumed (entries are popped) so that an
+    original is freed as soon as its fused copy exists: peak memory stays near one model.
     """
 
     def __init__(self, cfg: ModelConfig, weights: dict[str, Tensor]) -> None:
@@ -27,7 +28,7 @@ class Params:
         ]
         if problems:
             raise WeightError("weights do not fit the config: " + "; ".join(problems))
-        self._weights = dict(weights)
+        self._weights = weights
         self.dtype: torch.dtype = weights["embed_tokens.weight"].dtype
         self.device: torch.device = weights["embed_tokens.weight"].device
 

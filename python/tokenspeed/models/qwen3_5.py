@@ -24,9 +24,8 @@ from tokenspeed.models.params import Params
 
 class Qwen3_5Model:
     def __init__(self, cfg: ModelConfig, weights: dict[str, Tensor]) -> None:
-        """Build from canonical weights (see ``tokenspeed.weights.param_specs``). Projections
-        that share an input are concatenated here; drop the dict afterwards to free the
-        originals."""
+        """Build from canonical weights (see ``tokenspeed.weights.param_specs``); ``weights``
+        is consumed (emptied). Projections that share an input are concatenated here."""
         params = Params(cfg, weights)
         self.cfg = cfg
         self.dtype = params.dtype
