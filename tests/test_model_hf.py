@@ -252,3 +252,16 @@ def test_reference_model_on_cuda(tmp_path, name: str) -> None:
     h.step([(a, 79)])
     for seq in (a, b):
         assert_logits_close(torch.cat(seq.logits), fx.hf_logits(hf, seq.tokens))
+
+
+@pytest.mark.parametrize("name", ["dense", "next"])
+def test_bf16_is_as_close_to_fp32_as_hf_bf16(tmp_path, name: str) -> None:
+    """In bf16 (fp32 state, gates, A_log and GDN norm) our logits are no further from the fp32
+    reference than HF's own bf16 model is."""
+    hf = fx.build(name, seed=1)
+    model = load_model(fx.save_checkpoint(hf, tmp_path), dtype=torch.bfloat16, progress=False)
+    tokens = fx.random_tokens(130, hf.config.vocab_size, seed=3)
+    want = fx.hf_logits(hf, tokens)
+    hf_err = (fx.hf_logits(hf.to(torch.bfloat16), tokens).float() - want).abs().mean()
+    our_err = (model.logits(tokens).float() - want).abs().mean()
+    assert our_err <= 1.25 * hf_err, f"ours {our_err:.4f} vs HF bf16 {hf_err:.4f}"
