@@ -1,0 +1,59 @@
+"""Small helpers shared by the Triton kernel wrappers (shapes, strides, block sizes)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+# Kernels are built by the interpreter when TRITON_INTERPRET=1 was set at import time; they
+# then run on CPU tensors (tests), otherwise they need CUDA tensors.
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def next_pow2(n: int, minimum: int = 1) -> int:
+    """Smallest power of two >= max(n, minimum) (Triton block shapes must be powers of two)."""
+    n = max(int(n), minimum)
+    return 1 << (n - 1).bit_length()
+
+
+def as_rows(x: Tensor) -> tuple[Tensor, int, int, int]:
+    """Describe the rows (last dim = the row) of ``x`` without copying where possible.
+
+    Returns ``(t, stride_a, stride_b, nb)``: row ``r`` starts at element
+    ``(r // nb) * stride_a + (r % nb) * stride_b`` of ``t``. Handles any view whose leading
+    dims merge into one, and 3-D views whose two leading dims do not (e.g. a head split of
+    a column slice); everything else is copied.
+    """
+    if x.dim() == 0:
+        raise ValueError("expected at least one dimension")
+    if x.stride(-1) != 1 and x.shape[-1] > 1:
+        x = x.contiguous()
+    d = x.shape[-1]
+    if x.dim() == 1:
+        return x, 0, 0, 1
+    try:
+        flat = x.view(-1, d)
+        return flat, flat.stride(0), 0, 1
+    except RuntimeError:
+        pass
+    if x.dim() == 3:
+        return x, x.stride(0), x.stride(1), max(x.shape[1], 1)
+    return as_rows(x.contiguous())
+
+
+def check_device(*tensors: Tensor) -> None:
+    """Compiled kernels need CUDA tensors; interpreted ones run on CPU tensors."""
+    for t in tensors:
+        if t is None:
+            continue
+        if not INTERPRETED and t.device.type != "cuda":
+            raise ValueError(
+                f"Triton kernels need CUDA tensors, got a {t.device} tensor "
+                "(set TRITON_INTERPRET=1 before importing to run them on CPU)"
+            )
+
+
+def int_tensor(values: list[int], device: torch.device, dtype: torch.dtype = torch.int32) -> Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)

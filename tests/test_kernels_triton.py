@@ -1,0 +1,172 @@
+"""Every Triton kernel against its PyTorch reference at small, awkward shapes.
+
+Without CUDA the kernels run on CPU through Triton's interpreter: ``TRITON_INTERPRET=1`` must
+be set when the kernel modules are imported *and* while they first run, so the module-scoped
+fixture below sets it around this module only and imports the package inside it (other test
+modules never see the variable; the interpreted kernels stay cached in ``sys.modules``, which
+only matters on a CUDA machine, where this module runs the compiled kernels on the GPU).
+
+Tolerances: fp32 inputs must agree to ~1e-5 (different summation orders only); bf16 outputs
+to a few bf16 ulps, because the interpreter rounds fp32 -> bf16 by truncation, not to nearest.
+Shapes: odd lengths, empty and single-token sequences, head ratio 3, dims that are not powers
+of two, page-boundary crossings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import pytest
+import torch
+from tokenspeed.kernels import reference as ref
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+HK, HV, DK, DV = 2, 6, 16, 24  # grouped values r = 3, dv not a power of two
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tk():
+    """The ``tokenspeed.kernels.triton`` package, interpreted on CPU."""
+    old = os.environ.get("TRITON_INTERPRET")
+    if not CUDA:
+        if "tokenspeed.kernels.triton" in sys.modules:
+            mod = sys.modules["tokenspeed.kernels.triton"]
+            assert mod.INTERPRETED, "compiled Triton kernels imported on a machine without CUDA"
+        os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield importlib.import_module("tokenspeed.kernels.triton")
+    finally:
+        if old is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = old
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def dev(*ts: torch.Tensor) -> list[torch.Tensor]:
+    return [t.to(DEVICE) for t in ts]
+
+
+def close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> None:
+    if dtype == torch.float32:
+        torch.testing.assert_close(got.cpu(), want.cpu(), atol=2e-5, rtol=2e-5)
+    else:  # a few bf16 ulps (truncating casts in the interpreter, fp32 summation order)
+        torch.testing.assert_close(got.float().cpu(), want.float().cpu(), atol=3e-2, rtol=3e-2)
+
+
+# ---- norms -----------------------------------------------------------------------------------
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rms_norm_on_strided_head_views(tk, dtype: torch.dtype) -> None:
+    g = gen(1)
+    qg = torch.randn(7, 3, 2 * 20, generator=g).to(dtype)
+    q = qg.chunk(2, dim=-1)[0]  # [T, nh, hd] view: rows merge with a stride
+    packed = torch.randn(7, 50, generator=g).to(dtype)
+    k = packed[:, 10:40].view(7, 3, 10)  # head split of a column slice: rows do not merge
+    for x, d in ((q, 20), (k, 10), (torch.randn(5, 33, generator=g).to(dtype), 33)):
+        w = torch.randn(d, generator=g).to(dtype)
+        (xd, wd) = dev(x, w)
+        close(tk.norm.rms_norm(xd, wd, 1e-6), ref.rms_norm(x, w, 1e-6), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_rms_norm(tk, dtype: torch.dtype) -> None:
+    g = gen(2)
+    x, res = torch.randn(9, 65, generator=g).to(dtype), torch.randn(9, 65, generator=g).to(dtype)
+    w = torch.randn(65, generator=g).to(dtype)
+    got, got_res = tk.norm.add_rms_norm(*dev(x, res, w), 1e-6)
+    want, want_res = ref.add_rms_norm(x, res, w, 1e-6)
+    close(got, want, dtype)
+    close(got_res, want_res, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight_fp32", [False, True])
+def test_gated_rms_norm(tk, dtype: torch.dtype, weight_fp32: bool) -> None:
+    g = gen(3)
+    x = torch.randn(7, HV, DV, generator=g).to(dtype)
+    z = torch.randn(7, 2 * HV * DV, generator=g).to(dtype)[:, HV * DV :].view(7, HV, DV)
+    w = torch.randn(DV, generator=g).to(torch.float32 if weight_fp32 else dtype)
+    close(tk.norm.gated_rms_norm(*dev(x, z, w), 1e-6), ref.gated_rms_norm(x, z, w, 1e-6), dtype)
+
+
+# ---- conv1d ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv1d_varlen_with_windows_and_checkpoints(tk, dtype: torch.dtype) -> None:
+    g = gen(4)
+    channels, lens = 37, [5, 1, 0, 9, 2]
+    total = sum(lens)
+    x = torch.randn(total, channels + 11, generator=g).to(dtype)[:, 3 : 3 + channels]
+    w = torch.randn(channels, 4, generator=g).to(dtype)
+    state = torch.randn(8, channels, 3, generator=g).to(dtype)
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+    slots = torch.tensor([1, 3, 5, 2, 7])
+    init = torch.tensor([True, False, True, True, False])
+    ckpt_slots, ckpt_offsets = torch.tensor([4, -1, 6, 0, 6]), torch.tensor([2, 0, 0, 9, 1])
+    ckpt_slots[4] = -1
+    got_state = state.clone().to(DEVICE)
+    args = (cu, slots, init, ckpt_slots, ckpt_offsets)
+    got = tk.conv.conv1d_varlen(*dev(x, w), got_state, *dev(*args))
+    want = ref.conv1d_varlen(x, w, state, *args)
+    close(got, want, dtype)
+    close(got_state, state, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv1d_decode(tk, dtype: torch.dtype) -> None:
+    g = gen(5)
+    channels = 37
+    x = torch.randn(4, channels, generator=g).to(dtype)
+    w = torch.randn(channels, 4, generator=g).to(dtype)
+    state = torch.randn(8, channels, 3, generator=g).to(dtype)
+    args = (
+        torch.tensor([1, 2, 3, 4]),
+        torch.tensor([True, False, True, True]),
+        torch.tensor([5, -1, 6, 7]),
+        torch.tensor([0, 0, 1, 1]),
+    )
+    got_state = state.clone().to(DEVICE)
+    got = tk.conv.conv1d_decode(*dev(x, w), got_state, *dev(*args))
+    close(got, ref.conv1d_decode(x, w, state, *args), dtype)
+    close(got_state, state, dtype)
+
+
+# ---- GDN -------------------------------------------------------------------------------------
+def gdn_inputs(total: int, seed: int, dtype: torch.dtype = torch.float32) -> dict:
+    """q/k/v/a/b as strided views of one packed projection, like the model produces them."""
+    g = gen(seed)
+    packed = torch.randn(total, 2 * HK * DK + HV * DV + 2 * HV, generator=g).to(dtype)
+    q, k, v, a, b = packed.split([HK * DK, HK * DK, HV * DV, HV, HV], dim=-1)
+    return {
+        "q": q.view(total, HK, DK),
+        "k": k.view(total, HK, DK),
+        "v": v.view(total, HV, DV),
+        "a": a,
+        "b": b,
+        "A_log": torch.empty(HV).uniform_(0.02, 1.0, generator=g).log(),
+        "dt_bias": torch.randn(HV, generator=g) * 0.5 - 1.0,
+    }
+
+
+def test_gdn_recurrent_in_place_with_checkpoints(tk) -> None:
+    inputs = gdn_inputs(4, seed=6)
+    state = torch.randn(9, HV, DK, DV, generator=gen(7))
+    args = (
+        torch.tensor([1, 2, 3, 4]),
+        torch.tensor([True, False, True, True]),
+        torch.tensor([5, -1, 6, 7]),
+        torch.tensor([0, 0, 1, 1]),
+    )
+    got_state = state.clone().to(DEVICE)
+    got = tk.gdn_recurrent.gdn_recurrent(*dev(*inputs.values()), got_state, *dev(*args))
+    want = ref.gdn_recurrent(*inputs.values(), state, *args)
+    close(got, want, torch.float32)
+    close(got_state, state, torch.float32)
