@@ -1,4 +1,5 @@
 //! The state machine's refusals and the API's input validation.
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
 mod common;
 

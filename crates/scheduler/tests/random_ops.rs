@@ -7,6 +7,7 @@
 //! slot or KV position written twice in a step). At the end a bounded drain must end every
 //! request, give back every page and slot, and every completed output must equal the
 //! scheduler-independent reference. Cases: `PROPTEST_CASES` (default 256).
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
 mod common;
 

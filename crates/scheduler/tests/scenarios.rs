@@ -1,5 +1,6 @@
 //! Scenario tests: the situations that broke other engines, each executed against the
 //! simulated executor of `common` (which checks every plan against its own memory).
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
 mod common;
 
@@ -29,7 +30,8 @@ fn assert_nothing_owned(sim: &Sim) {
 #[test]
 fn abort_in_every_state_frees_everything() {
     // (setup steps before abort, expected state at abort)
-    let cases: [(&str, fn(&mut Sim)); 6] = [
+    type Setup = fn(&mut Sim);
+    let cases: [(&str, Setup); 6] = [
         ("waiting", |_| {}),
         ("prefilling, chunk in flight", |s| drop(s.schedule())),
         ("prefilling, chunk committed", |s| drop(s.step(false))),
@@ -175,7 +177,7 @@ fn preempt_then_resume_gives_the_reference_tokens() {
             .filter_map(|p| p.position_of(2).map(|i| (p, i)))
             .collect();
         let hit = rows[0].0.num_cached[rows[0].1] as usize;
-        assert_eq!(hit % PS, 0);
+        assert!(hit.is_multiple_of(PS));
         let mut resumed = Vec::new();
         for (p, i) in rows {
             assert_eq!(p.num_cached[i] as usize, hit + resumed.len());

@@ -5,7 +5,7 @@
 //! its working slot (after the plan's copies / zeroing) must hold the state of exactly those
 //! tokens. Sampling is a deterministic "model" of the state, so a request's output has a
 //! reference that does not depend on scheduling at all.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset; tests may unwrap
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -272,7 +272,7 @@ impl Sim {
             if ck_slot >= 0 {
                 let off = ck_off as usize;
                 assert!(
-                    off > start && off <= start + new.len() && off % ps == 0,
+                    off > start && off <= start + new.len() && off.is_multiple_of(ps),
                     "bad checkpoint offset"
                 );
             }
