@@ -8,6 +8,8 @@
 //! * [`tool_parser`]: Qwen3.5 XML and Hermes JSON tool calls, streamed or whole;
 //! * [`reasoning`]: the `<think>…</think>` split.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))] // tests may unwrap: a panic is the report
+
 pub mod detokenize;
 pub mod reasoning;
 pub mod stop;

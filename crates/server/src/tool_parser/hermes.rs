@@ -100,7 +100,7 @@ impl HermesParser {
                 let restart = self
                     .buf
                     .find(CALL_START)
-                    .filter(|r| end.map_or(true, |e| *r < e));
+                    .filter(|r| !matches!(end, Some(e) if e < *r));
                 let body_end = match (end, restart) {
                     (_, Some(r)) => r,
                     (Some(e), None) => e,
