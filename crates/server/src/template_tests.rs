@@ -106,3 +106,15 @@ fn resolution_order_and_special_tokens() {
         &TemplateOrigin::Builtin
     );
 }
+
+#[test]
+fn shared_types_are_thread_safe() {
+    // The server shares these across request tasks.
+    fn shared<T: Send + Sync>() {}
+    shared::<ChatTemplate>();
+    shared::<crate::tokenizer::Tokenizer>();
+    fn sendable<T: Send>() {}
+    sendable::<crate::detokenize::IncrementalDecoder>();
+    sendable::<Box<dyn crate::tool_parser::ToolCallParser>>();
+    sendable::<crate::reasoning::ReasoningParser>();
+}
