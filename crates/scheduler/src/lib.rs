@@ -19,6 +19,20 @@
 //!   (newest kept), and when a request ends the full pages of its committed tokens are
 //!   published with the newest snapshot on their terminal node.
 //!
+//! # Executor contract
+//! * Plans run in the order they were made, on one stream. Pages and slots freed while a
+//!   step is in flight (abort, preemption, dedup on publish) may appear in the very next
+//!   plan; that is safe only because of this ordering.
+//! * Before a plan's sequences run: copy state slots `copy_src[i] -> copy_dst[i]` (prefix
+//!   hits, copy on write), zero `zero_slots`, and fill `input_ids[prev_token_dst[i]]` with
+//!   the previous plan's sampled token of row `prev_token_src[i]`.
+//! * A sequence with `checkpoint_slots[i] >= 0` writes the recurrent state (conv window and
+//!   SSM state) after exactly `checkpoint_offsets[i]` tokens of context into that slot.
+//!   Prefill rows start on a page boundary, so the offset is a whole number of pages into
+//!   the row; a decode row's offset is its single token's position + 1.
+//! * `min_tokens` is enforced here only as "no stop before it"; the sampler should also
+//!   mask stop tokens until then.
+//!
 //! # Example
 //! ```
 //! use tokenspeed_cache::{PagePool, RadixCache, StatePool};

@@ -272,7 +272,10 @@ impl Sim {
             if ck_slot >= 0 {
                 let off = ck_off as usize;
                 assert!(
-                    off > start && off <= start + new.len() && off.is_multiple_of(ps),
+                    off > start
+                        && off <= start + new.len()
+                        && off.is_multiple_of(ps)
+                        && (new.len() == 1 || start.is_multiple_of(ps)),
                     "bad checkpoint offset"
                 );
             }
