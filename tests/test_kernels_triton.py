@@ -170,3 +170,34 @@ def test_gdn_recurrent_in_place_with_checkpoints(tk) -> None:
     want = ref.gdn_recurrent(*inputs.values(), state, *args)
     close(got, want, torch.float32)
     close(got_state, state, torch.float32)
+
+
+def test_gdn_chunked_varlen_with_states_and_checkpoints(tk) -> None:
+    # 70 crosses a chunk; 130 = 2 full chunks + 2 and checkpoints at its end; 33 cuts a chunk.
+    lens = [70, 1, 0, 130, 5]
+    inputs = gdn_inputs(sum(lens), seed=8)
+    state = torch.randn(9, HV, DK, DV, generator=gen(9)) * 0.3
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+    args = (
+        cu,
+        torch.tensor([1, 2, 3, 4, 5]),
+        torch.tensor([True, False, True, True, False]),
+        torch.tensor([6, -1, 7, 8, -1]),
+        torch.tensor([33, 0, 0, 130, 0]),
+    )
+    got_state = state.clone().to(DEVICE)
+    got = tk.gdn_chunked.gdn_chunked(*dev(*inputs.values()), got_state, *dev(*args))
+    want = ref.gdn_chunked(*inputs.values(), state, *args)
+    close(got, want, torch.float32)
+    close(got_state, state, torch.float32)
+
+
+def test_gdn_chunked_rejects_bad_checkpoint_offset(tk) -> None:
+    inputs = gdn_inputs(3, seed=10)
+    state = torch.zeros(3, HV, DK, DV)
+    cu, one = torch.tensor([0, 3], dtype=torch.int32), torch.tensor([1])
+    with pytest.raises(ValueError, match="checkpoint offset 4"):
+        tk.gdn_chunked.gdn_chunked(
+            *dev(*inputs.values(), state, cu, one, torch.tensor([True]), torch.tensor([2])),
+            torch.tensor([4], device=DEVICE),
+        )

@@ -10,7 +10,7 @@ stay set while they run.
 from __future__ import annotations
 
 from tokenspeed.kernels.registry import register
-from tokenspeed.kernels.triton import conv, gdn_recurrent, norm
+from tokenspeed.kernels.triton import conv, gdn_chunked, gdn_recurrent, norm
 from tokenspeed.kernels.triton.common import INTERPRETED
 
 BACKEND = "triton"
@@ -22,6 +22,7 @@ IMPLEMENTED = {
     "conv1d_varlen": conv.conv1d_varlen,
     "conv1d_decode": conv.conv1d_decode,
     "gdn_recurrent": gdn_recurrent.gdn_recurrent,
+    "gdn_chunked": gdn_chunked.gdn_chunked,
 }
 for _name, _fn in IMPLEMENTED.items():
     register(BACKEND, _name, _fn)
