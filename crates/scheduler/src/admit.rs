@@ -52,7 +52,10 @@ impl Scheduler {
             return Admission::NoBudget;
         };
         let tokens = entry.seq.tokens();
-        let hit = self.mem.cache.match_prefix(tokens);
+        let hit = match self.prefix_caching {
+            true => self.mem.cache.match_prefix(tokens),
+            false => self.mem.cache.match_prefix(&[]), // an empty match: hit 0, no lock
+        };
         let max_end = match hit.kv_match_tokens {
             branch if branch > hit.hit_tokens => branch,
             _ => usize::MAX,

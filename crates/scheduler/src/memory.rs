@@ -1,5 +1,7 @@
 //! Allocation that evicts the radix cache under pressure before giving up.
 
+use std::cell::Cell;
+
 use tokenspeed_cache::{PagePool, Pages, RadixCache, Slot, StatePool};
 
 /// The pools and the cache, with allocation that evicts cached data first.
@@ -9,6 +11,10 @@ pub(crate) struct Memory {
     pub pages: PagePool,
     pub slots: StatePool,
     pub page_size: usize,
+    /// Cached pages freed by eviction so far.
+    pub evicted_pages: Cell<u64>,
+    /// Cached checkpoints freed by eviction so far.
+    pub evicted_checkpoints: Cell<u64>,
 }
 
 impl Memory {
@@ -21,6 +27,8 @@ impl Memory {
             pages,
             slots,
             page_size,
+            evicted_pages: Cell::new(0),
+            evicted_checkpoints: Cell::new(0),
         }
     }
 
@@ -34,14 +42,18 @@ impl Memory {
         if let Some(pages) = self.pages.alloc(n) {
             return Some(pages);
         }
-        self.cache.evict_pages(n - self.pages.free_count());
+        let freed = self.cache.evict_pages(n - self.pages.free_count());
+        self.evicted_pages
+            .set(self.evicted_pages.get() + freed as u64);
         self.pages.alloc(n)
     }
 
     /// One slot, evicting the least-recently-used unpinned cached checkpoint if none is free.
     pub fn alloc_slot(&self) -> Option<Slot> {
         self.slots.alloc().or_else(|| {
-            self.cache.evict_checkpoints(1);
+            let freed = self.cache.evict_checkpoints(1);
+            self.evicted_checkpoints
+                .set(self.evicted_checkpoints.get() + freed as u64);
             self.slots.alloc()
         })
     }

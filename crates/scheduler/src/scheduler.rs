@@ -55,6 +55,8 @@ pub struct Scheduler {
     pub(crate) next_step: u64,
     pub(crate) next_ticket: u64,
     pub(crate) counters: Counters,
+    /// Whether admissions match the prefix cache (off: every request computes from scratch).
+    pub(crate) prefix_caching: bool,
 }
 
 impl Scheduler {
@@ -71,7 +73,15 @@ impl Scheduler {
             next_step: 0,
             next_ticket: 1,
             counters: Counters::default(),
+            prefix_caching: true,
         })
+    }
+
+    /// Turns prefix matching at admission on (the default) or off. Off, every request is
+    /// computed from its first token; finished requests are still published (the cache
+    /// simply goes unused and is evicted under pressure).
+    pub fn set_prefix_caching(&mut self, enabled: bool) {
+        self.prefix_caching = enabled;
     }
 
     /// The configuration.

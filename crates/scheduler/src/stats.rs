@@ -39,6 +39,10 @@ pub struct SchedulerStats {
     pub preemptions: u64,
     /// Requests ended so far (stop, length, error; aborts excluded).
     pub finished: u64,
+    /// Cached KV pages freed by eviction so far.
+    pub evicted_pages: u64,
+    /// Cached state checkpoints freed by eviction so far.
+    pub evicted_checkpoints: u64,
 }
 
 impl Scheduler {
@@ -69,6 +73,8 @@ impl Scheduler {
             prefix_requested_tokens: self.counters.prefix_requested_tokens,
             preemptions: self.counters.preemptions,
             finished: self.counters.finished,
+            evicted_pages: self.mem.evicted_pages.get(),
+            evicted_checkpoints: self.mem.evicted_checkpoints.get(),
         }
     }
 }
