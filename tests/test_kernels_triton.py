@@ -201,3 +201,58 @@ def test_gdn_chunked_rejects_bad_checkpoint_offset(tk) -> None:
             *dev(*inputs.values(), state, cu, one, torch.tensor([True]), torch.tensor([2])),
             torch.tensor([4], device=DEVICE),
         )
+
+
+# ---- paged attention -------------------------------------------------------------------------
+NH, NKV, HD, PAGE = 6, 2, 40, 4  # group 3, head_dim not a power of two, tiny pages
+
+
+def paged_setup(prefix: list[int], new: list[int], seed: int, num_pages: int = 64) -> dict:
+    """Random caches and page tables with shuffled pages (page 0 never used)."""
+    g = gen(seed)
+    k_cache = torch.randn(num_pages, PAGE, NKV, HD, generator=g)
+    v_cache = torch.randn(num_pages, PAGE, NKV, HD, generator=g)
+    need = [-(-(p + n) // PAGE) for p, n in zip(prefix, new, strict=True)]
+    perm = (torch.randperm(num_pages - 1, generator=g) + 1).tolist()
+    table = torch.zeros(len(prefix), max(need) + 1, dtype=torch.int32)
+    used = 0
+    for b, count in enumerate(need):
+        table[b, :count] = torch.tensor(perm[used : used + count])
+        used += count
+    return {
+        "q": torch.randn(sum(new), NH, HD, generator=g),
+        "k_cache": k_cache,
+        "v_cache": v_cache,
+        "page_table": table,
+        "cu_seqlens": torch.tensor([0, *torch.tensor(new).cumsum(0).tolist()], dtype=torch.int32),
+        "prefix_lens": torch.tensor(prefix, dtype=torch.int32),
+    }
+
+
+def test_paged_prefill_with_cached_prefixes(tk) -> None:
+    # prefixes that end mid-page and on a page boundary; new runs crossing pages; one token
+    s = paged_setup(prefix=[5, 0, 8, 3], new=[3, 23, 1, 6], seed=11)
+    got = tk.attention.paged_attention(*dev(*s.values()), HD**-0.5)
+    close(got, ref.paged_attention(*s.values(), HD**-0.5), torch.float32)
+
+
+@pytest.mark.parametrize("splits", [None, 1, 3, 7])
+def test_paged_decode_split_k(tk, splits: int | None) -> None:
+    s = paged_setup(prefix=[37, 0, 12, 50, 3], new=[1] * 5, seed=12)
+    want = ref.paged_attention(*s.values(), HD**-0.5)
+    args = dev(s["q"], s["k_cache"], s["v_cache"], s["page_table"], s["prefix_lens"])
+    got = tk.attention_decode.paged_decode(*args, HD**-0.5, splits=splits, block_n=16)
+    close(got, want, torch.float32)
+    close(tk.attention.paged_attention(*dev(*s.values()), HD**-0.5), want, torch.float32)
+
+
+def test_write_kv_cache_strided_values(tk) -> None:
+    g = gen(13)
+    k = torch.randn(5, NKV, HD, generator=g)
+    v = torch.randn(5, 3 * NKV * HD, generator=g)[:, NKV * HD : 2 * NKV * HD].view(5, NKV, HD)
+    caches = [torch.zeros(6, PAGE, NKV, HD) for _ in range(4)]
+    idx = torch.tensor([4, 5, 6, 7, 13])  # crosses a page boundary
+    ref.write_kv_cache(k, v, caches[0], caches[1], idx)
+    got_k, got_v = caches[2].to(DEVICE), caches[3].to(DEVICE)
+    tk.attention.write_kv_cache(*dev(k, v), got_k, got_v, idx.to(DEVICE))
+    assert torch.equal(got_k.cpu(), caches[0]) and torch.equal(got_v.cpu(), caches[1])

@@ -10,7 +10,7 @@ stay set while they run.
 from __future__ import annotations
 
 from tokenspeed.kernels.registry import register
-from tokenspeed.kernels.triton import conv, gdn_chunked, gdn_recurrent, norm
+from tokenspeed.kernels.triton import attention, conv, gdn_chunked, gdn_recurrent, norm
 from tokenspeed.kernels.triton.common import INTERPRETED
 
 BACKEND = "triton"
@@ -23,6 +23,8 @@ IMPLEMENTED = {
     "conv1d_decode": conv.conv1d_decode,
     "gdn_recurrent": gdn_recurrent.gdn_recurrent,
     "gdn_chunked": gdn_chunked.gdn_chunked,
+    "write_kv_cache": attention.write_kv_cache,
+    "paged_attention": attention.paged_attention,
 }
 for _name, _fn in IMPLEMENTED.items():
     register(BACKEND, _name, _fn)
