@@ -107,6 +107,7 @@ def test_conv1d_varlen_with_windows_and_checkpoints(tk, dtype: torch.dtype) -> N
     x = torch.randn(total, channels + 11, generator=g).to(dtype)[:, 3 : 3 + channels]
     w = torch.randn(channels, 4, generator=g).to(dtype)
     state = torch.randn(8, channels, 3, generator=g).to(dtype)
+    state[[3, 7]] = float("nan")  # slots without initial state must not be read
     cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
     slots = torch.tensor([1, 3, 5, 2, 7])
     init = torch.tensor([True, False, True, True, False])
@@ -159,6 +160,7 @@ def gdn_inputs(total: int, seed: int, dtype: torch.dtype = torch.float32) -> dic
 def test_gdn_recurrent_in_place_with_checkpoints(tk) -> None:
     inputs = gdn_inputs(4, seed=6)
     state = torch.randn(9, HV, DK, DV, generator=gen(7))
+    state[2] = float("nan")  # a slot without initial state must not be read
     args = (
         torch.tensor([1, 2, 3, 4]),
         torch.tensor([True, False, True, True]),
@@ -177,6 +179,7 @@ def test_gdn_chunked_varlen_with_states_and_checkpoints(tk) -> None:
     lens = [70, 1, 0, 130, 5]
     inputs = gdn_inputs(sum(lens), seed=8)
     state = torch.randn(9, HV, DK, DV, generator=gen(9)) * 0.3
+    state[[2, 5]] = float("nan")  # slots without initial state must not be read
     cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
     args = (
         cu,
@@ -256,3 +259,52 @@ def test_write_kv_cache_strided_values(tk) -> None:
     got_k, got_v = caches[2].to(DEVICE), caches[3].to(DEVICE)
     tk.attention.write_kv_cache(*dev(k, v), got_k, got_v, idx.to(DEVICE))
     assert torch.equal(got_k.cpu(), caches[0]) and torch.equal(got_v.cpu(), caches[1])
+
+
+# ---- the whole model -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["dense", "moe"])
+def test_tiny_model_triton_path_matches_reference_path(tk, tmp_path, name: str) -> None:
+    """Prefill chunks resumed from the caches, a packed mixed batch and decode steps give the
+    same logits on both backends (fp32, tiny HF fixture with every parameter random)."""
+    import hf_fixtures as fx
+    from tokenspeed.kernels import set_backend
+    from tokenspeed.models import SequenceChunk, build_batch, load_model
+
+    if DEVICE != "cpu":
+        pytest.skip("the model fixture is built on CPU; GPU parity lives in tests/gpu")
+    hf = fx.build(name, seed=1)
+    model = load_model(fx.save_checkpoint(hf, tmp_path), progress=False)
+    vocab = hf.config.get_text_config().vocab_size
+    a, b = (
+        fx.random_tokens(45, vocab, seed=2).tolist(),
+        fx.random_tokens(20, vocab, seed=3).tolist(),
+    )
+    page = 16
+    # (seq, tokens, prefix) per step: chunked prefill, then a packed prefill+decode, then decode
+    steps = [
+        [(0, a[:37], 0)],
+        [(0, a[37:44], 37), (1, b[:19], 0)],
+        [(0, a[44:45], 44), (1, b[19:20], 19)],
+    ]
+
+    def run(backend: str) -> list[torch.Tensor]:
+        set_backend(backend)
+        try:
+            kv, state = model.new_kv_cache(12, page), model.new_state_cache(4)
+            for t in [*kv.k, *kv.v, *state.conv, *state.ssm]:
+                t.fill_(float("nan"))
+            pages = {0: [3, 7, 1, 9], 1: [2, 11, 4]}
+            out = []
+            for step in steps:
+                chunks = [
+                    SequenceChunk(tokens=toks, prefix_len=pre, pages=pages[s], slot=s + 1,
+                                  has_initial_state=pre > 0, all_logits=True)
+                    for s, toks, pre in step
+                ]  # fmt: skip
+                out.append(model.forward(build_batch(chunks, page, "cpu"), kv, state))
+            return out
+        finally:
+            set_backend("reference")
+
+    for got, want in zip(run("triton"), run("reference"), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

@@ -106,8 +106,9 @@ def _state_kernel(
     ck_slot = tl.load(ckpt_slot_ptr + b).to(tl.int64)
     ck_chunk = tl.load(ckpt_chunk_ptr + b)
     ck_mask = smask & ((kk * 0 + ck_slot) >= 0)[:, None]  # vector mask (interpreter)
-    s = tl.load(state_ptr + (slot * HV + hv) * DK * DV + tile, mask=smask, other=0.0)
-    s = s * tl.load(init_ptr + b).to(tl.float32)
+    has_init = tl.load(init_ptr + b).to(tl.int32)
+    init_mask = smask & ((kk * 0 + has_init) != 0)[:, None]  # never read a fresh slot
+    s = tl.load(state_ptr + (slot * HV + hv) * DK * DV + tile, mask=init_mask, other=0.0)
     first = tl.load(first_chunk_ptr + b)
     n = tl.load(num_chunks_ptr + b)
     causal = i[:, None] >= i[None, :]

@@ -58,11 +58,13 @@ def _gdn_decode_kernel(
     )  # fmt: skip
 
     slot = tl.load(slot_ptr + b).to(tl.int64)
-    has_init = tl.load(init_ptr + b).to(tl.float32)
+    has_init = tl.load(init_ptr + b).to(tl.int32)
     head_base = (slot * HV + hv) * DK * DV
     tile = kk[:, None] * DV + vv[None, :]
     mask = k_ok[:, None] & v_ok[None, :]
-    s = tl.load(state_ptr + head_base + tile, mask=mask, other=0.0) * has_init
+    # Without initial state the slot is not read at all (it may hold garbage, even NaN).
+    init_mask = mask & ((kk * 0 + has_init) != 0)[:, None]
+    s = tl.load(state_ptr + head_base + tile, mask=init_mask, other=0.0)
     before = s
     s = s * tl.exp(g)
     u = beta * (v - tl.sum(s * k[:, None], axis=0))
