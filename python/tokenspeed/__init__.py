@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from tokenspeed.llm import LLM
+    from tokenspeed.sampling_params import SamplingParams
+
+__all__ = ["LLM", "SamplingParams", "__version__", "core_version"]
 
 
 def core_version() -> str:
@@ -10,3 +18,16 @@ def core_version() -> str:
     from tokenspeed import _core
 
     return _core.core_version()
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `import tokenspeed` stays cheap (no torch import) for the CLI and version checks.
+    if name == "LLM":
+        from tokenspeed.llm import LLM
+
+        return LLM
+    if name == "SamplingParams":
+        from tokenspeed.sampling_params import SamplingParams
+
+        return SamplingParams
+    raise AttributeError(f"module 'tokenspeed' has no attribute {name!r}")

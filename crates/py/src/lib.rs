@@ -1,6 +1,11 @@
-//! `tokenspeed._core`: the Rust core exposed to Python (abi3, one `.so` for CPython 3.11+).
+//! `tokenspeed._core`: the Rust core exposed to Python (abi3, one `.so` for CPython 3.11+):
+//! the engine thread (scheduler + step loop) that drives the Python executor.
 
 use pyo3::prelude::*;
+
+mod buffers;
+mod engine;
+mod executor;
 
 /// Version of the Rust core, equal to the Python package version.
 #[pyfunction]
@@ -11,5 +16,7 @@ fn core_version() -> &'static str {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(core_version, m)?)?;
+    m.add_class::<engine::Engine>()?;
+    m.add_class::<engine::RequestStream>()?;
     Ok(())
 }

@@ -1,0 +1,283 @@
+//! The engine thread: receive commands, plan, launch, collect, commit, stream.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+
+use tokenspeed_scheduler::{CommitOutput, FinishReason, RequestId, StepPlan, StepResult};
+
+use crate::engine::{Command, Shared};
+use crate::{
+    Admitted, EngineOptions, Executor, Launch, RequestEvent, StepOutput, Submission, TokenEvent,
+};
+
+/// Engine-side record of a live request.
+struct Live<M> {
+    meta: M,
+    logprobs: Option<u32>,
+    prompt_len: usize,
+    events: Sender<RequestEvent>,
+    /// Prompt tokens served from the cache at first admission (known once planned).
+    num_cached: Option<usize>,
+    /// Preemption count when the executor last heard of it (`None`: never resident yet).
+    admitted_at: Option<u32>,
+}
+
+/// A launched, uncollected step: which request each sampling row belongs to.
+struct Inflight {
+    step: u64,
+    sample_ids: Vec<RequestId>,
+}
+
+pub(crate) struct StepLoop<E: Executor> {
+    shared: Arc<Shared>,
+    executor: E,
+    inbox: Receiver<Command<E::Meta>>,
+    options: EngineOptions,
+    live: HashMap<RequestId, Live<E::Meta>>,
+    inflight: VecDeque<Inflight>,
+    /// Requests ended since the last launch (the executor drops their state).
+    released: Vec<RequestId>,
+}
+
+impl<E: Executor> StepLoop<E> {
+    pub fn new(
+        shared: Arc<Shared>,
+        executor: E,
+        inbox: Receiver<Command<E::Meta>>,
+        options: EngineOptions,
+    ) -> Self {
+        Self {
+            shared,
+            executor,
+            inbox,
+            options,
+            live: HashMap::new(),
+            inflight: VecDeque::new(),
+            released: Vec::new(),
+        }
+    }
+
+    /// Runs until shutdown or an executor failure; every live request then gets `Failed`.
+    pub fn run(mut self) {
+        let why = match self.serve() {
+            Ok(()) => "shut down".to_string(),
+            Err(why) => why,
+        };
+        self.shared.stop(why.clone());
+        for (_, live) in self.live.drain() {
+            let _ = live.events.send(RequestEvent::Failed(why.clone()));
+        }
+    }
+
+    fn serve(&mut self) -> Result<(), String> {
+        loop {
+            if !self.receive_commands() {
+                return Ok(());
+            }
+            let plan = self.shared.scheduler().schedule();
+            for &(id, reason) in &plan.finished {
+                self.finish(id, reason);
+            }
+            if !plan.is_empty() {
+                self.launch(&plan)?;
+            }
+            // Overlap keeps the step just launched running while the previous one is committed.
+            let keep = usize::from(self.options.overlap && !plan.is_empty());
+            while self.inflight.len() > keep {
+                self.collect_and_commit()?;
+            }
+        }
+    }
+
+    /// Applies pending commands, blocking for one when there is nothing to do. Returns false
+    /// on shutdown.
+    fn receive_commands(&mut self) -> bool {
+        loop {
+            let idle = self.live.is_empty() && self.inflight.is_empty();
+            let command = if idle {
+                match self.inbox.recv() {
+                    Ok(command) => command,
+                    Err(_) => return false,
+                }
+            } else {
+                match self.inbox.try_recv() {
+                    Ok(command) => command,
+                    Err(TryRecvError::Empty) => return true,
+                    Err(TryRecvError::Disconnected) => return false,
+                }
+            };
+            match command {
+                Command::Submit(submission, events) => self.submit(submission, events),
+                Command::Abort(id) => self.abort(id),
+                Command::Shutdown => return false,
+            }
+        }
+    }
+
+    fn submit(&mut self, submission: Submission<E::Meta>, events: Sender<RequestEvent>) {
+        let Submission {
+            spec,
+            logprobs,
+            meta,
+        } = submission;
+        let (id, prompt_len) = (spec.id, spec.prompt.len());
+        if self.live.contains_key(&id) {
+            let _ = events.send(RequestEvent::Failed(format!(
+                "request id {id} is already live"
+            )));
+            return;
+        }
+        if let Err(e) = self.shared.scheduler().submit(spec) {
+            let _ = events.send(RequestEvent::Failed(e.to_string()));
+            return;
+        }
+        let live = Live {
+            meta,
+            logprobs,
+            prompt_len,
+            events,
+            num_cached: None,
+            admitted_at: None,
+        };
+        self.live.insert(id, live);
+    }
+
+    fn abort(&mut self, id: RequestId) {
+        if !self.live.contains_key(&id) {
+            return; // already ended: its stream is closed
+        }
+        if self.shared.scheduler().abort(id).is_ok() {
+            self.finish(id, FinishReason::Abort);
+        }
+    }
+
+    /// Sends `Finished` and forgets the request.
+    fn finish(&mut self, id: RequestId, reason: FinishReason) {
+        if let Some(live) = self.live.remove(&id) {
+            let num_cached_tokens = live.num_cached.unwrap_or(0);
+            let _ = live.events.send(RequestEvent::Finished {
+                reason,
+                num_cached_tokens,
+            });
+            self.released.push(id);
+        }
+    }
+
+    fn launch(&mut self, plan: &StepPlan) -> Result<(), String> {
+        let mut admitted = Vec::new();
+        {
+            let scheduler = self.shared.scheduler();
+            for (i, &id) in plan.request_ids.iter().enumerate() {
+                let Some(live) = self.live.get_mut(&id) else {
+                    continue;
+                };
+                live.num_cached.get_or_insert(plan.num_cached[i] as usize);
+                let preemptions = scheduler.preemptions_of(id).unwrap_or(0);
+                if live.admitted_at != Some(preemptions) {
+                    live.admitted_at = Some(preemptions);
+                    let tokens = scheduler.tokens_of(id).unwrap_or(&[]);
+                    let output = tokens.get(live.prompt_len..).unwrap_or(&[]).to_vec();
+                    admitted.push((id, output));
+                }
+            }
+        }
+        let sample_ids: Vec<RequestId> = plan
+            .sample_seqs
+            .iter()
+            .map(|&s| plan.request_ids[s as usize])
+            .collect();
+        let num_logprobs: Vec<i32> = sample_ids
+            .iter()
+            .map(|id| {
+                let n = self.live.get(id).and_then(|l| l.logprobs);
+                n.map_or(-1, |n| n.min(i32::MAX as u32) as i32)
+            })
+            .collect();
+        let admitted = admitted
+            .into_iter()
+            .filter_map(|(id, output)| {
+                let meta = &self.live.get(&id)?.meta;
+                Some(Admitted { id, meta, output })
+            })
+            .collect();
+        let work = Launch {
+            plan,
+            admitted,
+            released: &self.released,
+            num_logprobs: &num_logprobs,
+        };
+        self.executor.launch(work).map_err(|e| e.to_string())?;
+        self.released.clear();
+        self.inflight.push_back(Inflight {
+            step: plan.step,
+            sample_ids,
+        });
+        Ok(())
+    }
+
+    fn collect_and_commit(&mut self) -> Result<(), String> {
+        let Some(step) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let output = self
+            .executor
+            .collect(step.step)
+            .map_err(|e| e.to_string())?;
+        output
+            .validate(step.sample_ids.len())
+            .map_err(|e| e.to_string())?;
+        let result = StepResult {
+            step: step.step,
+            sampled: output.sampled.clone(),
+        };
+        let committed = self
+            .shared
+            .scheduler()
+            .commit(result)
+            .map_err(|e| format!("commit of step {}: {e}", step.step))?;
+        self.stream(&step, &output, committed);
+        Ok(())
+    }
+
+    /// Sends committed tokens (with their logprobs) and finishes.
+    fn stream(&mut self, step: &Inflight, output: &StepOutput, committed: CommitOutput) {
+        // Committed tokens come in plan order, a subsequence of the sampling rows.
+        let mut row = 0;
+        for (id, token) in committed.tokens {
+            while row < step.sample_ids.len() && step.sample_ids[row] != id {
+                row += 1;
+            }
+            let Some(live) = self.live.get(&id) else {
+                continue;
+            };
+            let event = token_event(output, row, token, live.logprobs);
+            let _ = live.events.send(RequestEvent::Token(event));
+            row += 1;
+        }
+        for (id, reason) in committed.finished {
+            self.finish(id, reason);
+        }
+    }
+}
+
+/// The token of sampling row `row` with the logprobs its request asked for.
+fn token_event(output: &StepOutput, row: usize, token: u32, logprobs: Option<u32>) -> TokenEvent {
+    let Some(n) = logprobs else {
+        return TokenEvent {
+            token,
+            logprob: None,
+            top_logprobs: Vec::new(),
+        };
+    };
+    let n = (n as usize).min(output.top_k);
+    let start = row * output.top_k;
+    let top = (start..start + n)
+        .filter_map(|i| Some((*output.top_ids.get(i)?, *output.top_logprobs.get(i)?)))
+        .collect();
+    TokenEvent {
+        token,
+        logprob: output.logprobs.get(row).copied(),
+        top_logprobs: top,
+    }
+}
