@@ -1,0 +1,301 @@
+"""Kernel benchmarks: each Triton kernel against the PyTorch reference, flash-linear-attention
+(if ``fla`` is importable) and the physical bounds measured in the same run.
+
+    PYTHONPATH=python python benches/kernels.py --out benches/results
+
+Shapes are Qwen3.5-35B-A3B's (bf16 activations, fp32 GDN state). HBM bandwidth is a large
+device-to-device copy (bytes read + written / time); matmul peak is an 8192³ bf16 GEMM.
+Writes ``kernels-<date>.json`` and ``kernels-<date>.md`` (device, date, commit) to ``--out``.
+"""
+
+# ruff: noqa: B023  (every lambda below is timed immediately, inside its loop iteration)
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import tokenspeed.kernels.triton as tk
+import torch
+from tokenspeed.kernels import reference as ref
+from triton.testing import do_bench
+
+DEV, BF16 = "cuda", torch.bfloat16
+H, HK, HV, DK, DV, NH, NKV, HD = 2048, 16, 32, 128, 128, 16, 2, 256
+CONV_DIM = 2 * HK * DK + HV * DV
+PAGE = 64
+ROWS: list[dict] = []
+
+
+def ms(fn: Callable[[], object]) -> float:
+    return do_bench(fn, warmup=25, rep=100)
+
+
+def row(kernel: str, shape: str, impl: str, t_ms: float, bytes_moved: float = 0.0, **extra) -> None:
+    r = {"kernel": kernel, "shape": shape, "impl": impl, "ms": round(t_ms, 4)}
+    if bytes_moved:
+        r["GB/s"] = round(bytes_moved / t_ms / 1e6, 1)
+        r["%HBM"] = round(100 * r["GB/s"] / BOUNDS["hbm_GBps"], 1)
+    r.update(extra)
+    ROWS.append(r)
+    print(json.dumps(r), flush=True)
+
+
+def measure_bounds() -> dict:
+    src = torch.empty(2**30, dtype=torch.uint8, device=DEV)
+    dst = torch.empty_like(src)
+    t = ms(lambda: dst.copy_(src))
+    a, b = (
+        torch.randn(8192, 8192, device=DEV, dtype=BF16),
+        torch.randn(8192, 8192, device=DEV, dtype=BF16),
+    )
+    tm = ms(lambda: a @ b)
+    return {
+        "hbm_GBps": round(2 * 2**30 / t / 1e6, 1),
+        "bf16_TFLOPs": round(2 * 8192**3 / tm / 1e9, 1),
+    }
+
+
+def bench_norms() -> None:
+    for tokens in (1, 8192):
+        x, res, w = (torch.randn(tokens, H, device=DEV, dtype=BF16) for _ in range(3))
+        nbytes = 3 * x.numel() * 2
+        for impl, fn in (("triton", tk.norm.add_rms_norm), ("reference", ref.add_rms_norm)):
+            row(
+                "add_rms_norm",
+                f"{tokens}x{H}",
+                impl,
+                ms(lambda fn=fn: fn(x, res, w, 1e-6)),
+                nbytes + x.numel() * 2,
+            )
+        o = torch.randn(tokens, HV, DV, device=DEV, dtype=BF16)
+        z = torch.randn(tokens, HV, DV, device=DEV, dtype=BF16)
+        wn = torch.ones(DV, device=DEV)
+        for impl, fn in (("triton", tk.norm.gated_rms_norm), ("reference", ref.gated_rms_norm)):
+            row(
+                "gated_rms_norm",
+                f"{tokens}x{HV}x{DV}",
+                impl,
+                ms(lambda fn=fn: fn(o, z, wn, 1e-6)),
+                3 * o.numel() * 2,
+            )
+
+
+def bench_conv() -> None:
+    tokens = 8192
+    x = torch.randn(tokens, CONV_DIM, device=DEV, dtype=BF16)
+    w = torch.randn(CONV_DIM, 4, device=DEV, dtype=BF16)
+    state = torch.zeros(4, CONV_DIM, 3, device=DEV, dtype=BF16)
+    cu = torch.tensor([0, tokens], dtype=torch.int32, device=DEV)
+    one, init = torch.tensor([1], device=DEV), torch.tensor([True], device=DEV)
+    for impl, fn in (("triton", tk.conv.conv1d_varlen), ("reference", ref.conv1d_varlen)):
+        row(
+            "conv1d_varlen",
+            f"{tokens}x{CONV_DIM}",
+            impl,
+            ms(lambda fn=fn: fn(x, w, state, cu, one, init)),
+            2 * x.numel() * 2,
+        )
+    for batch in (1, 64, 256):
+        xd = torch.randn(batch, CONV_DIM, device=DEV, dtype=BF16)
+        st = torch.zeros(batch + 1, CONV_DIM, 3, device=DEV, dtype=BF16)
+        slots, ini = (
+            torch.arange(1, batch + 1, device=DEV),
+            torch.ones(batch, dtype=torch.bool, device=DEV),
+        )
+        nbytes = batch * CONV_DIM * 2 * (2 + 2 * 3)
+        for impl, fn in (("triton", tk.conv.conv1d_decode), ("reference", ref.conv1d_decode)):
+            row(
+                "conv1d_decode",
+                f"B={batch}",
+                impl,
+                ms(lambda fn=fn: fn(xd, w, st, slots, ini)),
+                nbytes,
+            )
+
+
+def gdn_inputs(tokens: int) -> tuple:
+    packed = torch.randn(tokens, CONV_DIM + 2 * HV, device=DEV, dtype=BF16)
+    q, k, v, a, b = packed.split([HK * DK, HK * DK, HV * DV, HV, HV], dim=-1)
+    A_log = torch.empty(HV, device=DEV).uniform_(0.5, 16).log()
+    dt_bias = torch.randn(HV, device=DEV) * 0.5
+    return (
+        q.view(tokens, HK, DK),
+        k.view(tokens, HK, DK),
+        v.view(tokens, HV, DV),
+        a,
+        b,
+        A_log,
+        dt_bias,
+    )
+
+
+def bench_gdn_decode() -> None:
+    for batch in (1, 8, 32, 64, 128, 256):
+        inputs = gdn_inputs(batch)
+        state = torch.zeros(batch + 1, HV, DK, DV, device=DEV)
+        slots, init = (
+            torch.arange(1, batch + 1, device=DEV),
+            torch.ones(batch, dtype=torch.bool, device=DEV),
+        )
+        nbytes = 2 * batch * HV * DK * DV * 4  # fp32 state read + written
+        for impl, fn in (
+            ("triton", tk.gdn_recurrent.gdn_recurrent),
+            ("reference", ref.gdn_recurrent),
+        ):
+            row(
+                "gdn_decode",
+                f"B={batch}",
+                impl,
+                ms(lambda fn=fn: fn(*inputs, state, slots, init)),
+                nbytes,
+            )
+
+
+def bench_gdn_chunked() -> None:
+    try:
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+    except Exception as e:
+        print(f"fla unavailable: {e!r}")
+        chunk_gated_delta_rule = None
+    for tokens in (2048, 8192, 32768):
+        inputs = gdn_inputs(tokens)
+        state = torch.zeros(2, HV, DK, DV, device=DEV)
+        cu = torch.tensor([0, tokens], dtype=torch.int32, device=DEV)
+        one, init = torch.tensor([1], device=DEV), torch.tensor([False], device=DEV)
+        t_mine = ms(lambda: tk.gdn_chunked.gdn_chunked(*inputs, state, cu, one, init))
+        row("gdn_chunked", f"T={tokens}", "triton", t_mine)
+        if tokens <= 8192:
+            row(
+                "gdn_chunked",
+                f"T={tokens}",
+                "reference",
+                ms(lambda: ref.gdn_chunked(*inputs, state, cu, one, init)),
+            )
+        if chunk_gated_delta_rule is not None:
+            q, k, v, a, b, A_log, dt_bias = inputs
+            g, beta = ref.gdn_gates(a, b, A_log, dt_bias)
+            r = HV // HK
+            qf = q.repeat_interleave(r, dim=1)[None].contiguous()
+            kf = k.repeat_interleave(r, dim=1)[None].contiguous()
+            vf, gf, bf = (
+                v[None].contiguous(),
+                g[None].contiguous(),
+                beta.to(BF16)[None].contiguous(),
+            )
+
+            def fla():
+                return chunk_gated_delta_rule(qf, kf, vf, gf, bf, scale=DK**-0.5, output_final_state=True,
+                                              cu_seqlens=cu.long(), use_qk_l2norm_in_kernel=True)  # fmt: skip
+
+            t_fla = ms(fla)
+            o_fla = fla()[0][0]
+            o_mine = tk.gdn_chunked.gdn_chunked(*inputs, state, cu, one, init)
+            err = (o_fla.float() - o_mine.float()).abs().max().item()
+            row("gdn_chunked", f"T={tokens}", "fla", t_fla, ratio_triton_over_fla=round(t_mine / t_fla, 2),
+                max_abs_diff_vs_triton=err)  # fmt: skip
+
+
+def paged_setup(batch: int, context: int, new: int) -> tuple:
+    pages = -(-(context + new) // PAGE)
+    k_cache = torch.randn(batch * pages + 1, PAGE, NKV, HD, device=DEV, dtype=BF16)
+    v_cache = torch.randn_like(k_cache)
+    table = (torch.randperm(batch * pages, device=DEV) + 1).view(batch, pages).to(torch.int32)
+    cu = torch.arange(batch + 1, device=DEV, dtype=torch.int32) * new
+    prefix = torch.full((batch,), context, dtype=torch.int32, device=DEV)
+    return (
+        torch.randn(batch * new, NH, HD, device=DEV, dtype=BF16),
+        k_cache,
+        v_cache,
+        table,
+        cu,
+        prefix,
+    )
+
+
+def bench_attention() -> None:
+    for batch in (1, 8, 32, 64):
+        args = paged_setup(batch, 32768 - 1, 1)
+        nbytes = 2 * batch * 32768 * NKV * HD * 2  # K and V read
+        row(
+            "paged_decode",
+            f"B={batch},ctx=32k",
+            "triton",
+            ms(lambda: tk.attention.paged_attention(*args, HD**-0.5)),
+            nbytes,
+        )
+        if batch <= 8:
+            row(
+                "paged_decode",
+                f"B={batch},ctx=32k",
+                "reference",
+                ms(lambda: ref.paged_attention(*args, HD**-0.5)),
+                nbytes,
+            )
+    tokens = 8192
+    args = paged_setup(1, 0, tokens)
+    row(
+        "paged_prefill",
+        f"T={tokens}",
+        "triton",
+        ms(lambda: tk.attention.paged_attention(*args, HD**-0.5)),
+    )
+    q = torch.randn(1, NH, tokens, HD, device=DEV, dtype=BF16)
+    k = torch.randn(1, NKV, tokens, HD, device=DEV, dtype=BF16)
+    v = torch.randn_like(k)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    ke, ve = k.repeat_interleave(NH // NKV, 1), v.repeat_interleave(NH // NKV, 1)
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        f = torch.nn.functional.scaled_dot_product_attention
+        row("paged_prefill", f"T={tokens}", "sdpa_flash", ms(lambda: f(q, ke, ve, is_causal=True)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path("benches/results"))
+    parser.add_argument("--only", nargs="*", default=None)
+    args = parser.parse_args()
+    global BOUNDS
+    BOUNDS = measure_bounds()
+    print(json.dumps(BOUNDS), flush=True)
+    sections = {"norms": bench_norms, "conv": bench_conv, "gdn_decode": bench_gdn_decode,
+                "gdn_chunked": bench_gdn_chunked, "attention": bench_attention}  # fmt: skip
+    for name, fn in sections.items():
+        if args.only and name not in args.only:
+            continue
+        try:
+            fn()
+        except Exception:
+            traceback.print_exc()
+            ROWS.append({"kernel": name, "error": traceback.format_exc(limit=2)})
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    meta = {"device": torch.cuda.get_device_name(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "commit": commit or "unknown", "torch": torch.__version__, **BOUNDS}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = meta["date"][:10]
+    (args.out / f"kernels-{stamp}.json").write_text(
+        json.dumps({"meta": meta, "rows": ROWS}, indent=1)
+    )
+    lines = [f"# Kernel benchmarks — {meta['device']}, {meta['date']}, commit {meta['commit']}", "",
+             f"Measured in this run: HBM copy {BOUNDS['hbm_GBps']} GB/s, bf16 GEMM {BOUNDS['bf16_TFLOPs']} TFLOP/s.", "",
+             "| kernel | shape | impl | ms | GB/s | %HBM | notes |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in ROWS:
+        notes = {
+            k: v for k, v in r.items() if k not in ("kernel", "shape", "impl", "ms", "GB/s", "%HBM")
+        }
+        lines.append(f"| {r['kernel']} | {r.get('shape', '')} | {r.get('impl', '')} | {r.get('ms', '')} | "
+                     f"{r.get('GB/s', '')} | {r.get('%HBM', '')} | {json.dumps(notes) if notes else ''} |")  # fmt: skip
+    (args.out / f"kernels-{stamp}.md").write_text("\n".join(lines) + "\n")
+
+
+BOUNDS: dict = {}
+
+if __name__ == "__main__":
+    main()
