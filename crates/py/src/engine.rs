@@ -67,8 +67,9 @@ impl Engine {
             eos_token_ids,
             ..SchedulerConfig::default()
         };
-        let scheduler =
+        let mut scheduler =
             Scheduler::new(config, RadixCache::new(pages, slots)).map_err(|e| bad(&e))?;
+        scheduler.set_prefix_caching(prefix_caching);
         let engine = RustEngine::spawn(
             scheduler,
             PyExecutor::new(executor),
