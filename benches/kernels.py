@@ -32,7 +32,7 @@ ROWS: list[dict] = []
 
 
 def ms(fn: Callable[[], object]) -> float:
-    return do_bench(fn, warmup=25, rep=100)
+    return do_bench(fn, warmup=25, rep=200)
 
 
 def row(kernel: str, shape: str, impl: str, t_ms: float, bytes_moved: float = 0.0, **extra) -> None:
@@ -238,12 +238,18 @@ def bench_attention() -> None:
             )
     tokens = 8192
     args = paged_setup(1, 0, tokens)
-    row(
-        "paged_prefill",
-        f"T={tokens}",
-        "triton",
-        ms(lambda: tk.attention.paged_attention(*args, HD**-0.5)),
-    )
+    default = dict(tk.attention.PREFILL_CONFIG)
+    configs = ((64, 32, 8, 2), (128, 32, 8, 2), (128, 64, 8, 2), (64, 64, 4, 2), (128, 64, 8, 3))
+    for bm, bn, warps, stages in configs:
+        tk.attention.PREFILL_CONFIG.update(
+            block_m=bm, block_n=bn, num_warps=warps, num_stages=stages
+        )
+        try:
+            t = ms(lambda: tk.attention.paged_attention(*args, HD**-0.5))
+            row("paged_prefill", f"T={tokens}", "triton", t, config=[bm, bn, warps, stages])
+        except Exception as e:
+            print(f"prefill config {bm, bn, warps, stages} failed: {e!r}"[:300])
+    tk.attention.PREFILL_CONFIG.update(default)
     q = torch.randn(1, NH, tokens, HD, device=DEV, dtype=BF16)
     k = torch.randn(1, NKV, tokens, HD, device=DEV, dtype=BF16)
     v = torch.randn_like(k)

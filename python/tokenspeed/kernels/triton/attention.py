@@ -18,6 +18,10 @@ from torch import Tensor
 from tokenspeed.kernels.triton.attention_decode import paged_decode
 from tokenspeed.kernels.triton.common import check_device, int_tensor, next_pow2
 
+# Prefill launch shape (benches/kernels.py sweeps it): rows per program (token x group head
+# pairs), keys per tile (0 = by head_dim), warps (0 = by head_dim), pipeline stages.
+PREFILL_CONFIG = {"block_m": 64, "block_n": 0, "num_warps": 0, "num_stages": 2}
+
 
 @triton.jit
 def _write_kv_kernel(k_ptr, k_st, k_sh, v_ptr, v_st, v_sh, kc_ptr, vc_ptr, idx_ptr, NKV, D,
@@ -124,7 +128,8 @@ def paged_attention(
     if tokens == num_seqs:
         return paged_decode(q, k_cache, v_cache, page_table, prefix_lens, scale)
     group = nh // nkv
-    block_m = max(64, next_pow2(group))  # rows are (token, head of the group) pairs
+    cfg = PREFILL_CONFIG
+    block_m = max(cfg["block_m"], next_pow2(group))  # rows are (token, head of the group) pairs
     tok_per_block = block_m // group
     bounds = cu_seqlens.tolist()
     blk_seq: list[int] = []
@@ -141,6 +146,7 @@ def paged_attention(
         q, q.stride(0), q.stride(1), k_cache, v_cache, page_table, page_table.stride(0), out,
         int_tensor(blk_seq, q.device), int_tensor(blk_tok, q.device), cu_seqlens, prefix_lens,
         nh, nkv, group, hd, page_size, tok_per_block, scale * 1.4426950408889634,
-        BM=block_m, BN=64 if bd <= 128 else 32, BD=bd, num_warps=4 if bd <= 128 else 8,
+        BM=block_m, BN=cfg["block_n"] or (64 if bd <= 128 else 32), BD=bd,
+        num_warps=cfg["num_warps"] or (4 if bd <= 128 else 8), num_stages=cfg["num_stages"],
     )  # fmt: skip
     return out

@@ -91,6 +91,49 @@ def _window_kernel(
                  ck.to(state_ptr.dtype.element_ty), mask=ck_mask)  # fmt: skip
 
 
+@triton.jit
+def _conv_decode_kernel(
+    x_ptr, x_st, w_ptr, state_ptr, s_s0, s_s1, out_ptr, slot_ptr, init_ptr,
+    ckpt_slot_ptr, ckpt_off_ptr, C,
+    HAS_CKPT: tl.constexpr, K: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """One token per sequence, one launch: a program owns (sequence, channel block), so it can
+    read its slot's window and overwrite it without racing anyone."""
+    b = tl.program_id(0)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    j = tl.arange(0, BLOCK_W)
+    c_ok = c < C
+    slot = tl.load(slot_ptr + b).to(tl.int64)
+    has_init = tl.load(init_ptr + b).to(tl.int32)
+    win_mask = (j < K - 1)[:, None] & c_ok[None, :] & ((j * 0 + has_init) != 0)[:, None]
+    col = c[None, :].to(tl.int64) * s_s1 + j[:, None]
+    old = tl.load(state_ptr + slot * s_s0 + col, mask=win_mask, other=0.0)  # [W, C] oldest first
+    x = tl.load(x_ptr + b.to(tl.int64) * x_st + c, mask=c_ok, other=0.0)
+    w_old = tl.load(w_ptr + c[None, :] * K + j[:, None], mask=(j < K - 1)[:, None] & c_ok[None, :],
+                    other=0.0).to(tl.float32)  # fmt: skip
+    w_new = tl.load(w_ptr + c * K + (K - 1), mask=c_ok, other=0.0).to(tl.float32)
+    wdt = w_ptr.dtype.element_ty
+    acc = tl.sum(w_old * old.to(wdt).to(tl.float32), axis=0)
+    acc += w_new * x.to(wdt).to(tl.float32)
+    acc = acc.to(wdt).to(tl.float32)
+    tl.store(out_ptr + b.to(tl.int64) * C + c, (acc * tl.sigmoid(acc)).to(out_ptr.dtype.element_ty),
+             mask=c_ok)  # fmt: skip
+    # New window: old columns 1.. then x. Column j of the new window is old column j + 1.
+    shifted = tl.load(state_ptr + slot * s_s0 + col + 1,
+                      mask=win_mask & (j < K - 2)[:, None], other=0.0)  # fmt: skip
+    new = tl.where((j == K - 2)[:, None], x[None, :].to(state_ptr.dtype.element_ty), shifted)
+    st_mask = (j < K - 1)[:, None] & c_ok[None, :]
+    if HAS_CKPT:
+        ck_slot = tl.load(ckpt_slot_ptr + b).to(tl.int64)
+        after = (j * 0 + tl.load(ckpt_off_ptr + b)) == 1
+        ck = tl.where(after[:, None], new, old)
+        ck_mask = st_mask & ((j * 0 + ck_slot) >= 0)[:, None]
+    tl.debug_barrier()  # all reads of the old window before the in-place write
+    tl.store(state_ptr + slot * s_s0 + col, new, mask=st_mask)
+    if HAS_CKPT:
+        tl.store(state_ptr + ck_slot * s_s0 + col, ck, mask=ck_mask)
+
+
 def _checked(x: Tensor, weight: Tensor, conv_state: Tensor) -> int:
     channels, width = weight.shape
     if x.shape[-1] != channels or conv_state.shape[1:] != (channels, width - 1):
@@ -152,11 +195,20 @@ def conv1d_decode(
     checkpoint_slots: Tensor | None = None,
     checkpoint_offsets: Tensor | None = None,
 ) -> Tensor:
-    """See `reference.conv.conv1d_decode`: the varlen kernels with one row per sequence
-    (no host sync, so it can be captured in a CUDA graph)."""
-    num_seqs = x.shape[0]
-    cu = torch.arange(num_seqs + 1, device=x.device, dtype=torch.int32)
-    return conv1d_varlen(
-        x, weight, conv_state, cu, slot_ids, has_initial_state, checkpoint_slots,
-        checkpoint_offsets,
+    """See `reference.conv.conv1d_decode`; one launch, no host sync (CUDA-graph capturable)."""
+    width = _checked(x, weight, conv_state)
+    if (checkpoint_slots is None) != (checkpoint_offsets is None):
+        raise ValueError("checkpoint_slots and checkpoint_offsets go together")
+    num_seqs, channels = x.shape
+    out = torch.empty((num_seqs, channels), dtype=x.dtype, device=x.device)
+    if num_seqs == 0:
+        return out
+    has_ckpt = checkpoint_slots is not None
+    block_c = min(256, next_pow2(channels, 16))
+    _conv_decode_kernel[(num_seqs, triton.cdiv(channels, block_c))](
+        x, x.stride(0), weight, conv_state, conv_state.stride(0), conv_state.stride(1), out,
+        slot_ids, has_initial_state, checkpoint_slots if has_ckpt else slot_ids,
+        checkpoint_offsets if has_ckpt else slot_ids, channels,
+        HAS_CKPT=has_ckpt, K=width, BLOCK_W=next_pow2(width - 1), BLOCK_C=block_c,
     )  # fmt: skip
+    return out

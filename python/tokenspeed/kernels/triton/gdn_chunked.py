@@ -226,6 +226,6 @@ def gdn_chunked(
         int_tensor(first, device), int_tensor(count, device), int_tensor(ckpt, device),
         state, slot_ids, has_initial_state, int_tensor(ck_slots, device, torch.int64), out,
         hv, hv // hk, dk, dv, dk**-0.5,
-        BC=CHUNK, BK=bk, BV=bv, PREC=prec, num_warps=8,
+        BC=CHUNK, BK=bk, BV=bv, PREC=prec, num_warps=8, num_stages=1,  # 3 stages overflow smem
     )  # fmt: skip
     return out
