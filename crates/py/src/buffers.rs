@@ -58,7 +58,7 @@ pub fn from_bytes<T: Scalar>(data: &Bound<'_, PyAny>, what: &str) -> PyResult<Ve
     let bytes: Vec<u8> = data
         .extract()
         .map_err(|_| PyValueError::new_err(format!("{what}: expected bytes")))?;
-    if bytes.len() % T::SIZE != 0 {
+    if !bytes.len().is_multiple_of(T::SIZE) {
         return Err(PyValueError::new_err(format!(
             "{what}: {} bytes is not a whole number of {}-byte values",
             bytes.len(),

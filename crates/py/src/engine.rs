@@ -65,7 +65,6 @@ impl Engine {
             max_step_tokens,
             max_context,
             eos_token_ids,
-            ..SchedulerConfig::default()
         };
         let mut scheduler =
             Scheduler::new(config, RadixCache::new(pages, slots)).map_err(|e| bad(&e))?;
