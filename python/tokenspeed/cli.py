@@ -1,4 +1,4 @@
-"""The `tokenspeed` command line: `tokenspeed serve [MODEL]`, `tokenspeed version`."""
+"""The `tokenspeed` command line: `tokenspeed serve [--model DIR] ...`, `tokenspeed version`."""
 
 from __future__ import annotations
 
@@ -7,21 +7,17 @@ import sys
 
 import tokenspeed
 
-DEMO_MODEL = "demo"
-
 
 def _build_parser() -> argparse.ArgumentParser:
+    from tokenspeed.server import add_serve_arguments
+
     parser = argparse.ArgumentParser(prog="tokenspeed", description=tokenspeed.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve a model over the OpenAI-compatible HTTP API")
-    serve.add_argument(
-        "model",
-        nargs="?",
-        default=DEMO_MODEL,
-        help="Hugging Face model directory (default: the built-in demo model)",
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model over the OpenAI-compatible HTTP API (the demo model by default)",
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    add_serve_arguments(serve)
     commands.add_parser("version", help="print the package and Rust core versions")
     return parser
 
@@ -31,13 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"tokenspeed {tokenspeed.__version__} (core {tokenspeed.core_version()})")
         return 0
-    # The HTTP server lands with the server issue; say so plainly instead of pretending.
-    print(
-        f"tokenspeed serve {args.model}: the HTTP server is not built yet "
-        "(it lands with the server issue)",
-        file=sys.stderr,
-    )
-    return 2
+    from tokenspeed.server import serve
+
+    return serve(args)
 
 
 if __name__ == "__main__":

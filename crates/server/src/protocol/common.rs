@@ -1,0 +1,130 @@
+//! Types shared by chat and text completions.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `stop`: one string or a list of strings.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StopField {
+    /// One stop string.
+    One(String),
+    /// Several stop strings.
+    Many(Vec<String>),
+}
+
+impl StopField {
+    /// The stop strings as a list.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// Streaming options.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct StreamOptions {
+    /// Send a last chunk with the whole request's `usage` (and no choices).
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// Sampling fields common to both completion routes (vLLM semantics).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct SamplingFields {
+    /// Softmax temperature in [0, 2]; 0 is greedy. Default 1.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling mass in (0, 1]. Default 1.
+    pub top_p: Option<f32>,
+    /// Keep only the k most likely tokens; 0 or -1 disables.
+    pub top_k: Option<i64>,
+    /// Drop tokens with probability below `min_p` times the most likely one's; in [0, 1].
+    pub min_p: Option<f32>,
+    /// Penalty in [-2, 2] on tokens already generated.
+    pub presence_penalty: Option<f32>,
+    /// Penalty in [-2, 2] proportional to how often a token was generated.
+    pub frequency_penalty: Option<f32>,
+    /// Multiplicative penalty (> 0, 1 disables) on prompt and generated tokens.
+    pub repetition_penalty: Option<f32>,
+    /// Seed of the request's random stream: the same seed gives the same samples.
+    pub seed: Option<i64>,
+    /// Up to 16 strings that end generation; they are not part of the output.
+    pub stop: Option<StopField>,
+    /// Extra token ids that end generation.
+    pub stop_token_ids: Option<Vec<u32>>,
+    /// Keep generating past the model's end-of-sequence tokens.
+    #[serde(default)]
+    pub ignore_eos: bool,
+    /// No stop token ends generation before this many tokens.
+    pub min_tokens: Option<u32>,
+    /// Number of choices to generate for each prompt (1..=16).
+    pub n: Option<u32>,
+    /// Stream the answer as server-sent events.
+    #[serde(default)]
+    pub stream: bool,
+    /// Streaming options.
+    pub stream_options: Option<StreamOptions>,
+}
+
+/// Prompt token details.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens served from the prefix cache (always present).
+    pub cached_tokens: usize,
+}
+
+/// Token counts of a request.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Usage {
+    /// Prompt tokens (counted once per prompt, for each choice that ran it).
+    pub prompt_tokens: usize,
+    /// Generated tokens over all choices.
+    pub completion_tokens: usize,
+    /// `prompt_tokens + completion_tokens`.
+    pub total_tokens: usize,
+    /// Prefix-cache details.
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+impl Usage {
+    /// Adds one choice's counts.
+    pub fn add(&mut self, prompt: usize, completion: usize, cached: usize) {
+        self.prompt_tokens += prompt;
+        self.completion_tokens += completion;
+        self.total_tokens += prompt + completion;
+        self.prompt_tokens_details.cached_tokens += cached;
+    }
+}
+
+/// One alternative token and its logprob (chat format).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TopLogprob {
+    /// The token text.
+    pub token: String,
+    /// Its log-probability.
+    pub logprob: f32,
+    /// UTF-8 bytes of the token text.
+    pub bytes: Vec<u8>,
+}
+
+/// A generated token with its logprob and the most likely alternatives (chat format).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenLogprob {
+    /// The token text.
+    pub token: String,
+    /// Its log-probability.
+    pub logprob: f32,
+    /// UTF-8 bytes of the token text.
+    pub bytes: Vec<u8>,
+    /// The `top_logprobs` most likely tokens at this position.
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// Logprobs of a chat choice.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct ChatLogprobs {
+    /// One entry per generated token.
+    pub content: Vec<TokenLogprob>,
+}

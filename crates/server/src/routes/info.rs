@@ -1,0 +1,57 @@
+//! `GET /v1/models`, `/health`, `/metrics` and `/openapi.json`.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::error::{ApiError, ErrorResponse};
+use crate::protocol::{HealthResponse, ModelCard, ModelList};
+use crate::state::AppState;
+
+/// Lists the served model.
+#[utoipa::path(get, path = "/v1/models", responses((status = 200, body = ModelList)))]
+pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list".into(),
+        data: vec![ModelCard {
+            id: state.config.served_model_name.clone(),
+            object: "model".into(),
+            created: state.created,
+            owned_by: "tokenspeed".into(),
+            max_model_len: state.config.max_model_len,
+        }],
+    })
+}
+
+/// 200 while the engine runs, 503 once it stopped.
+#[utoipa::path(get, path = "/health", responses(
+    (status = 200, body = HealthResponse),
+    (status = 503, description = "Engine stopped", body = ErrorResponse)))]
+pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
+    state.generator.health().map_err(ApiError::Unavailable)?;
+    Ok(Json(HealthResponse {
+        status: "ok".into(),
+    }))
+}
+
+/// Prometheus metrics (text format 0.0.4).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, body = String,
+    content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let generator = std::sync::Arc::clone(&state.generator);
+    // Reading the stats takes the scheduler lock: keep it off the async workers.
+    let stats = tokio::task::spawn_blocking(move || generator.stats())
+        .await
+        .unwrap_or_default();
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(&stats),
+    )
+}
+
+/// The OpenAPI document of this API.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::ApiDoc::openapi())
+}

@@ -1,0 +1,91 @@
+//! The API's routes, as data: one table of `(path, handler)` per concern, then the layers
+//! (API key, body limit, response metrics) and the 404 fallback.
+
+mod chat;
+mod chat_stream;
+mod common;
+mod completions;
+mod extract;
+mod info;
+mod tokenize;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use chat::__path_chat_completions;
+pub use completions::__path_completions;
+pub use info::{__path_health, __path_list_models, __path_metrics};
+pub use tokenize::{__path_detokenize, __path_tokenize};
+
+/// The full API over `state`: OpenAI routes (behind the API key, if any), then the open
+/// operational routes.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/completions", post(completions::completions))
+        .route("/v1/models", get(info::list_models))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+    let operations = Router::new()
+        .route("/health", get(info::health))
+        .route("/metrics", get(info::metrics))
+        .route("/openapi.json", get(info::openapi));
+    let body_limit = state.config.max_body_bytes;
+    api.merge(operations)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_response,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::RouteNotFound {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+    }
+}
+
+/// `Authorization: Bearer <key>`, compared in constant time.
+async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.config.api_key {
+        let given = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Counts every response by route and status for `/metrics`.
+async fn count_response(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .record_response(&route, response.status().as_u16());
+    response
+}

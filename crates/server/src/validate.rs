@@ -1,0 +1,288 @@
+//! Request validation: every rule a client can break, each with a message naming the field.
+//! Produces the engine-facing [`Limits`] and sampling parameters.
+
+use serde_json::Value as Json;
+use tokenspeed_scheduler::SamplingParams;
+
+use crate::error::ApiError;
+use crate::protocol::SamplingFields;
+
+/// Most choices per prompt (`n`).
+pub const MAX_N: u32 = 16;
+/// Most `top_logprobs` / `logprobs` alternatives.
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+/// Most stop strings.
+pub const MAX_STOP_STRINGS: usize = 16;
+
+const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+/// Everything about a request's generation except its prompt.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Sampling parameters.
+    pub sampling: SamplingParams,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// Extra stop token ids.
+    pub stop_token_ids: Vec<u32>,
+    /// Ignore EOS.
+    pub ignore_eos: bool,
+    /// Minimum generated tokens before a stop token counts.
+    pub min_tokens: usize,
+    /// Choices per prompt.
+    pub n: usize,
+    /// Requested output limit (`None`: up to the context length).
+    pub max_tokens: Option<usize>,
+}
+
+fn check_range(name: &str, value: Option<f32>, lo: f32, hi: f32) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !(lo..=hi).contains(&v) || v.is_nan() => Err(ApiError::invalid(
+            name,
+            format!("{v} is out of range [{lo}, {hi}]"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the shared sampling fields; `max_tokens` is the route's resolved field.
+pub fn limits(fields: &SamplingFields, max_tokens: Option<i64>) -> Result<Limits, ApiError> {
+    check_range("temperature", fields.temperature, 0.0, 2.0)?;
+    check_range("min_p", fields.min_p, 0.0, 1.0)?;
+    check_range("presence_penalty", fields.presence_penalty, -2.0, 2.0)?;
+    check_range("frequency_penalty", fields.frequency_penalty, -2.0, 2.0)?;
+    if let Some(top_p) = fields.top_p {
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ApiError::invalid(
+                "top_p",
+                format!("{top_p} is not in (0, 1]"),
+            ));
+        }
+    }
+    if let Some(r) = fields.repetition_penalty {
+        if !(r > 0.0 && r.is_finite()) {
+            return Err(ApiError::invalid(
+                "repetition_penalty",
+                format!("{r} must be > 0"),
+            ));
+        }
+    }
+    let top_k = match fields.top_k {
+        None | Some(-1) | Some(0) => 0,
+        Some(k) if k > 0 => u32::try_from(k).unwrap_or(u32::MAX),
+        Some(k) => {
+            return Err(ApiError::invalid(
+                "top_k",
+                format!("{k} must be -1, 0 or > 0"),
+            ))
+        }
+    };
+    let seed = match fields.seed {
+        Some(s) if s < 0 => return Err(ApiError::invalid("seed", format!("{s} must be >= 0"))),
+        s => s.map(|s| s as u64),
+    };
+    let n = fields.n.unwrap_or(1);
+    if !(1..=MAX_N).contains(&n) {
+        return Err(ApiError::invalid(
+            "n",
+            format!("{n} is not in [1, {MAX_N}]"),
+        ));
+    }
+    let max_tokens = match max_tokens {
+        Some(m) if m < 1 => {
+            return Err(ApiError::invalid("max_tokens", format!("{m} must be >= 1")))
+        }
+        m => m.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+    };
+    let stop = fields
+        .stop
+        .clone()
+        .map(|s| s.into_vec())
+        .unwrap_or_default();
+    if stop.len() > MAX_STOP_STRINGS {
+        return Err(ApiError::invalid(
+            "stop",
+            format!("{} stop strings, at most {MAX_STOP_STRINGS}", stop.len()),
+        ));
+    }
+    if stop.iter().any(String::is_empty) {
+        return Err(ApiError::invalid("stop", "stop strings must not be empty"));
+    }
+    let min_tokens = fields.min_tokens.unwrap_or(0) as usize;
+    if let Some(max) = max_tokens {
+        if min_tokens > max {
+            return Err(ApiError::invalid(
+                "min_tokens",
+                format!("{min_tokens} is more than max_tokens={max}"),
+            ));
+        }
+    }
+    let defaults = SamplingParams::default();
+    Ok(Limits {
+        sampling: SamplingParams {
+            temperature: fields.temperature.unwrap_or(defaults.temperature),
+            top_p: fields.top_p.unwrap_or(defaults.top_p),
+            top_k,
+            min_p: fields.min_p.unwrap_or(defaults.min_p),
+            presence_penalty: fields.presence_penalty.unwrap_or(0.0),
+            frequency_penalty: fields.frequency_penalty.unwrap_or(0.0),
+            repetition_penalty: fields.repetition_penalty.unwrap_or(1.0),
+            seed,
+        },
+        stop,
+        stop_token_ids: fields.stop_token_ids.clone().unwrap_or_default(),
+        ignore_eos: fields.ignore_eos,
+        min_tokens,
+        n: n as usize,
+        max_tokens,
+    })
+}
+
+/// The output limit of a prompt of `prompt_len` tokens: the requested one, which must fit in
+/// the context with the prompt, or all the room left.
+pub fn max_new_tokens(
+    prompt_len: usize,
+    requested: Option<usize>,
+    max_model_len: usize,
+) -> Result<usize, ApiError> {
+    if prompt_len == 0 {
+        return Err(ApiError::bad_request("the prompt is empty (0 tokens)"));
+    }
+    if prompt_len >= max_model_len {
+        return Err(ApiError::bad_request(format!(
+            "the prompt has {prompt_len} tokens, which leaves no room to generate within \
+             max_model_len={max_model_len}"
+        )));
+    }
+    let room = max_model_len - prompt_len;
+    match requested {
+        None => Ok(room),
+        Some(m) if m <= room => Ok(m),
+        Some(m) => Err(ApiError::invalid(
+            "max_tokens",
+            format!(
+                "{m} tokens requested, but the prompt has {prompt_len} tokens and \
+                 max_model_len={max_model_len} leaves room for {room}"
+            ),
+        )),
+    }
+}
+
+/// Checks the chat messages' shape (the template checks the rest).
+pub fn messages(messages: &[Json]) -> Result<(), ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "must hold at least one message",
+        ));
+    }
+    for (i, message) in messages.iter().enumerate() {
+        let param = format!("messages[{i}]");
+        let Some(object) = message.as_object() else {
+            return Err(ApiError::invalid(&param, "must be an object"));
+        };
+        let role = object.get("role").and_then(Json::as_str).unwrap_or("");
+        if !ROLES.contains(&role) {
+            return Err(ApiError::invalid(
+                &format!("{param}.role"),
+                format!("{:?} is not one of {ROLES:?}", object.get("role")),
+            ));
+        }
+        match object.get("content") {
+            None | Some(Json::Null) | Some(Json::String(_)) => {}
+            Some(Json::Array(parts)) => {
+                for (j, part) in parts.iter().enumerate() {
+                    if part.get("type").and_then(Json::as_str) != Some("text")
+                        || !part.get("text").is_some_and(Json::is_string)
+                    {
+                        return Err(ApiError::invalid(
+                            &format!("{param}.content[{j}]"),
+                            "only {\"type\": \"text\", \"text\": ...} parts are supported",
+                        ));
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    &format!("{param}.content"),
+                    "must be a string or a list of text parts",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks OpenAI tool definitions.
+pub fn tools(tools: &[Json]) -> Result<(), ApiError> {
+    for (i, tool) in tools.iter().enumerate() {
+        let param = format!("tools[{i}]");
+        if tool.get("type").and_then(Json::as_str) != Some("function") {
+            return Err(ApiError::invalid(
+                &format!("{param}.type"),
+                "must be \"function\"",
+            ));
+        }
+        let Some(function) = tool.get("function").and_then(Json::as_object) else {
+            return Err(ApiError::invalid(
+                &format!("{param}.function"),
+                "must be an object",
+            ));
+        };
+        let name = function.get("name").and_then(Json::as_str).unwrap_or("");
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid_name {
+            return Err(ApiError::invalid(
+                &format!("{param}.function.name"),
+                "must be 1-64 characters of a-z, A-Z, 0-9, '_', '-', '.'",
+            ));
+        }
+        match function.get("parameters") {
+            None | Some(Json::Null) => {}
+            Some(Json::Object(schema)) => {
+                let kind = schema.get("type");
+                if kind.is_some_and(|k| k != "object") {
+                    return Err(ApiError::invalid(
+                        &format!("{param}.function.parameters.type"),
+                        "a function's parameters schema must have type \"object\"",
+                    ));
+                }
+                if schema.get("properties").is_some_and(|p| !p.is_object()) {
+                    return Err(ApiError::invalid(
+                        &format!("{param}.function.parameters.properties"),
+                        "must be an object",
+                    ));
+                }
+            }
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    &format!("{param}.function.parameters"),
+                    "must be a JSON schema object",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether tool calls are parsed: `tool_choice` `"auto"` (default) parses, `"none"` does not;
+/// forcing a call (`"required"` or a named function) needs constrained decoding, which this
+/// server does not have, so it is refused rather than silently ignored.
+pub fn tool_choice(choice: Option<&Json>) -> Result<bool, ApiError> {
+    match choice {
+        None | Some(Json::Null) => Ok(true),
+        Some(Json::String(s)) if s == "auto" => Ok(true),
+        Some(Json::String(s)) if s == "none" => Ok(false),
+        Some(other) => Err(ApiError::invalid(
+            "tool_choice",
+            format!(
+                "{other} is not supported: only \"auto\" and \"none\" (forcing a call needs \
+                 constrained decoding)"
+            ),
+        )),
+    }
+}
