@@ -28,6 +28,15 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Moves the engine out of this handle (the HTTP server takes ownership; the handle then
+    /// reports "shut down").
+    pub(crate) fn take(&self) -> PyResult<RustEngine<Py<PyAny>>> {
+        let mut guard = self.inner.lock().map_err(runtime_error)?;
+        guard
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("the engine was shut down"))
+    }
+
     fn with<R>(&self, f: impl FnOnce(&RustEngine<Py<PyAny>>) -> PyResult<R>) -> PyResult<R> {
         let guard = self.inner.lock().map_err(runtime_error)?;
         match guard.as_ref() {
