@@ -1,4 +1,5 @@
-"""Runs the Triton kernel cases (`test_kernels_triton_cases.py`) under Triton's interpreter.
+"""Runs the Triton kernel cases (`test_kernels_triton_cases.py`,
+`test_kernels_triton_moe_rope_cases.py`) under Triton's interpreter.
 
 ``TRITON_INTERPRET=1`` has to be set before triton is first imported, and other test modules
 of this pytest process may already have imported it (transformers does), so without CUDA the
@@ -16,14 +17,17 @@ from pathlib import Path
 import pytest
 import torch
 
-CASES = Path(__file__).with_name("test_kernels_triton_cases.py")
+CASES = [
+    Path(__file__).with_name(name)
+    for name in ("test_kernels_triton_cases.py", "test_kernels_triton_moe_rope_cases.py")
+]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the cases run compiled on the GPU")
 def test_triton_kernels_under_the_interpreter() -> None:
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(CASES), "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", *map(str, CASES), "-q", "-p", "no:cacheprovider"],
         env=env,
         capture_output=True,
         text=True,

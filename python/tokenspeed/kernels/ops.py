@@ -16,6 +16,7 @@ OP_NAMES = (
     "add_rms_norm",
     "gated_rms_norm",
     "apply_rope",
+    "qk_norm_rope_kv_write",
     "silu_and_mul",
     "conv1d_varlen",
     "conv1d_decode",
@@ -45,6 +46,26 @@ def gated_rms_norm(x: Tensor, gate: Tensor, weight: Tensor, eps: float) -> Tenso
 
 def apply_rope(q: Tensor, k: Tensor, positions: Tensor, inv_freq: Tensor) -> tuple[Tensor, Tensor]:
     return lookup("apply_rope")(q, k, positions, inv_freq)
+
+
+def qk_norm_rope_kv_write(
+    qkv: Tensor,
+    q_norm: Tensor,
+    k_norm: Tensor,
+    eps: float,
+    positions: Tensor,
+    inv_freq: Tensor,
+    num_heads: int,
+    num_kv_heads: int,
+    head_dim: int,
+    k_cache: Tensor,
+    v_cache: Tensor,
+    kv_indices: Tensor,
+) -> tuple[Tensor, Tensor]:
+    return lookup("qk_norm_rope_kv_write")(
+        qkv, q_norm, k_norm, eps, positions, inv_freq, num_heads, num_kv_heads, head_dim,
+        k_cache, v_cache, kv_indices,
+    )  # fmt: skip
 
 
 def silu_and_mul(x: Tensor) -> Tensor:

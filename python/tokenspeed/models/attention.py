@@ -33,14 +33,13 @@ class GatedAttention:
     def forward(self, x: Tensor, ctx: StepContext) -> Tensor:
         tokens = x.shape[0]
         nh, nkv, hd = self.num_heads, self.num_kv_heads, self.head_dim
-        qg, k, v = F.linear(x, self.qkv_proj).split([2 * nh * hd, nkv * hd, nkv * hd], dim=-1)
-        q, gate = qg.view(tokens, nh, 2 * hd).chunk(2, dim=-1)  # per-head [q | gate]
-        q = ops.rms_norm(q, self.q_norm, self.eps)
-        k = ops.rms_norm(k.view(tokens, nkv, hd), self.k_norm, self.eps)
-        q, k = ops.apply_rope(q, k, ctx.batch.positions, ctx.inv_freq)
         k_cache = ctx.kv_cache.k[self.cache_index]
         v_cache = ctx.kv_cache.v[self.cache_index]
-        ops.write_kv_cache(k, v.view(tokens, nkv, hd), k_cache, v_cache, ctx.kv_indices)
+        # q/k norm + partial RoPE + gate split + K/V cache write, one op (fused on Triton).
+        q, gate = ops.qk_norm_rope_kv_write(
+            F.linear(x, self.qkv_proj), self.q_norm, self.k_norm, self.eps,
+            ctx.batch.positions, ctx.inv_freq, nh, nkv, hd, k_cache, v_cache, ctx.kv_indices,
+        )  # fmt: skip
         b = ctx.batch
         o = ops.paged_attention(
             q, k_cache, v_cache, b.page_table, b.cu_seqlens, b.prefix_lens, self.scale

@@ -2,6 +2,7 @@
 
 from tokenspeed.kernels.reference.activation import silu_and_mul
 from tokenspeed.kernels.reference.attention import paged_attention, write_kv_cache
+from tokenspeed.kernels.reference.attention_input import qk_norm_rope_kv_write
 from tokenspeed.kernels.reference.conv import conv1d_decode, conv1d_varlen
 from tokenspeed.kernels.reference.gdn import gdn_chunked, gdn_gates, gdn_recurrent
 from tokenspeed.kernels.reference.moe import add_gated_shared_expert, moe_experts, moe_route
@@ -21,6 +22,7 @@ __all__ = [
     "moe_experts",
     "moe_route",
     "paged_attention",
+    "qk_norm_rope_kv_write",
     "rms_norm",
     "rope_inv_freq",
     "silu_and_mul",

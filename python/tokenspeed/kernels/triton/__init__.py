@@ -10,7 +10,16 @@ stay set while they run.
 from __future__ import annotations
 
 from tokenspeed.kernels.registry import register
-from tokenspeed.kernels.triton import attention, conv, gdn_chunked, gdn_recurrent, norm
+from tokenspeed.kernels.triton import (
+    activation,
+    attention,
+    conv,
+    gdn_chunked,
+    gdn_recurrent,
+    moe,
+    norm,
+    rope,
+)
 from tokenspeed.kernels.triton.common import INTERPRETED
 
 BACKEND = "triton"
@@ -25,6 +34,12 @@ IMPLEMENTED = {
     "gdn_chunked": gdn_chunked.gdn_chunked,
     "write_kv_cache": attention.write_kv_cache,
     "paged_attention": attention.paged_attention,
+    "moe_route": moe.moe_route,
+    "moe_experts": moe.moe_experts,
+    "add_gated_shared_expert": moe.add_gated_shared_expert,
+    "apply_rope": rope.apply_rope,
+    "qk_norm_rope_kv_write": rope.qk_norm_rope_kv_write,
+    "silu_and_mul": activation.silu_and_mul,
 }
 for _name, _fn in IMPLEMENTED.items():
     register(BACKEND, _name, _fn)

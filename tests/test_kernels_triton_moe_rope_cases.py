@@ -1,0 +1,138 @@
+"""MoE, RoPE and activation Triton kernels against their PyTorch references at small shapes.
+
+Runs like `test_kernels_triton_cases.py` (whose helpers it shares): on CPU only inside the
+``TRITON_INTERPRET=1`` subprocess of `test_kernels_triton.py`, on a CUDA machine compiled.
+Shapes: expert counts and hidden sizes that are not powers of two, top-k 3 of 7, the decode
+(GEMV) and the token-sorted prefill path, experts nobody picked, rotary dim a quarter of an odd
+head_dim split, KV-cache rows crossing pages.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+CUDA = torch.cuda.is_available()
+if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip(
+        "CPU run: executed by test_kernels_triton.py in a subprocess", allow_module_level=True
+    )
+
+import tokenspeed.kernels.triton as tk  # noqa: E402
+from test_kernels_triton_cases import DTYPES, close, dev, gen  # noqa: E402
+from tokenspeed.kernels import reference as ref  # noqa: E402
+
+DEVICE = "cuda" if CUDA else "cpu"
+
+# ---- MoE -------------------------------------------------------------------------------------
+E, TOP_K, H, IM = 7, 3, 40, 24
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("renormalize", [True, False])
+def test_moe_route(dtype: torch.dtype, renormalize: bool) -> None:
+    logits = (torch.randn(13, E + 5, generator=gen(20)) * 2).to(dtype)[:, 2 : 2 + E]
+    got_w, got_ids = tk.moe.moe_route(*dev(logits), TOP_K, renormalize)
+    want_w, want_ids = ref.moe_route(logits, TOP_K, renormalize)
+    assert torch.equal(got_ids.cpu(), want_ids)
+    close(got_w, want_w, dtype)
+
+
+def moe_inputs(tokens: int, dtype: torch.dtype, seed: int) -> tuple:
+    g = gen(seed)
+    x = torch.randn(tokens, H, generator=g).to(dtype)
+    w_gate_up = (torch.randn(E, 2 * IM, H, generator=g) * 0.3).to(dtype)
+    w_down = (torch.randn(E, H, IM, generator=g) * 0.3).to(dtype)
+    logits = torch.randn(tokens, E, generator=g)
+    logits[:, 4] = -30.0  # expert 4 is never chosen: its blocks must not exist
+    weights, ids = ref.moe_route(logits.to(dtype), TOP_K, True)
+    return x, w_gate_up, w_down, weights, ids
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", [1, 5, 37])  # decode GEMV, decode GEMV, token-sorted
+def test_moe_experts(dtype: torch.dtype, tokens: int, monkeypatch) -> None:
+    monkeypatch.setitem(tk.moe.PREFILL_CONFIG, "block_m", 16)  # several blocks per expert
+    inputs = moe_inputs(tokens, dtype, seed=21 + tokens)
+    assert (tokens <= tk.moe.DECODE_MAX_TOKENS) == (tokens < 37)
+    got, want = tk.moe.moe_experts(*dev(*inputs)).cpu(), ref.moe_experts(*inputs)
+    if dtype == torch.float32:
+        close(got, want, dtype)
+    else:  # 6 roundings per output; the interpreter truncates each: 2% of the output range
+        assert (got.float() - want.float()).abs().max() <= 0.02 * want.float().abs().max()
+
+
+def test_moe_sorted_layout_covers_every_pair_once() -> None:
+    ids = torch.tensor([[3, 0], [3, 1], [0, 3], [5, 3], [3, 2]])
+    pair_of_row, block_expert = tk.moe.sorted_layout(ids, 6, block_m=2)
+    rows = pair_of_row.view(-1, 2)
+    real = pair_of_row[pair_of_row < ids.numel()]
+    assert sorted(real.tolist()) == list(range(ids.numel()))
+    for blk, expert in enumerate(block_expert.tolist()):
+        pairs = [p for p in rows[blk].tolist() if p < ids.numel()]
+        if expert < 6:
+            assert pairs and all(ids.view(-1)[p] == expert for p in pairs)
+        else:
+            assert not pairs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_gated_shared_expert(dtype: torch.dtype) -> None:
+    g = gen(22)
+    routed, shared = (torch.randn(9, 33, generator=g).to(dtype) for _ in range(2))
+    gate = torch.randn(9, 3, generator=g).to(dtype)[:, 1:2]  # a strided [N, 1] column
+    got = tk.moe.add_gated_shared_expert(*dev(routed, shared, gate))
+    close(got, ref.add_gated_shared_expert(routed, shared, gate), dtype)
+
+
+# ---- activation ------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_silu_and_mul(dtype: torch.dtype) -> None:
+    x = torch.randn(2, 7, 2 * 45, generator=gen(23)).to(dtype)
+    close(tk.activation.silu_and_mul(*dev(x)), ref.silu_and_mul(x), dtype)
+
+
+# ---- RoPE and the fused attention input ------------------------------------------------------
+NH, NKV, HD, PAGE = 6, 2, 40, 4  # rotary dim 10 = a quarter of head_dim 40
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_apply_rope_partial_neox(dtype: torch.dtype) -> None:
+    g = gen(24)
+    q = torch.randn(7, NH, 2 * HD, generator=g).to(dtype)[..., :HD]  # strided heads
+    k = torch.randn(7, NKV, HD, generator=g).to(dtype)
+    positions = torch.tensor([0, 1, 5, 63, 64, 1000, 70000])
+    inv_freq = ref.rope_inv_freq(HD // 4, 1e7)
+    got_q, got_k = tk.rope.apply_rope(*dev(q, k, positions, inv_freq))
+    want_q, want_k = ref.apply_rope(q, k, positions, inv_freq)
+    close(got_q, want_q, dtype)
+    close(got_k, want_k, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_qk_norm_rope_kv_write(dtype: torch.dtype) -> None:
+    g = gen(25)
+    tokens = 6
+    qkv = torch.randn(tokens, 2 * NH * HD + 2 * NKV * HD, generator=g).to(dtype)
+    q_norm, k_norm = (torch.randn(HD, generator=g) * 0.1).to(dtype), torch.randn(HD).to(dtype)
+    positions = torch.tensor([3, 4, 5, 6, 7, 0])
+    kv_indices = torch.tensor([7, 8, 9, 10, 11, 20])  # rows 7..11 cross a page (page size 4)
+    inv_freq = ref.rope_inv_freq(HD // 4, 1e7)
+    caches = [torch.full((8, PAGE, NKV, HD), float("nan")).to(dtype) for _ in range(2)]
+    mine = [c.clone().to(DEVICE) for c in caches]
+    common = (q_norm, k_norm, 1e-6, positions, inv_freq, NH, NKV, HD)
+    want_q, want_gate = ref.qk_norm_rope_kv_write(qkv, *common, *caches, kv_indices)
+    got_q, got_gate = tk.rope.qk_norm_rope_kv_write(
+        *dev(qkv, q_norm, k_norm), 1e-6, *dev(positions, inv_freq), NH, NKV, HD, *mine,
+        kv_indices.to(DEVICE),
+    )  # fmt: skip
+    close(got_q, want_q, dtype)
+    assert torch.equal(got_gate.cpu(), want_gate)
+    for got, want in zip(mine, caches, strict=True):
+        written = kv_indices
+        close(got.view(-1, NKV, HD)[written], want.view(-1, NKV, HD)[written], dtype)
+        untouched = torch.ones(got.view(-1, NKV, HD).shape[0], dtype=torch.bool)
+        untouched[written] = False
+        assert got.view(-1, NKV, HD)[untouched.to(got.device)].isnan().all()
