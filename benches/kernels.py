@@ -261,6 +261,73 @@ def bench_attention() -> None:
         row("paged_prefill", f"T={tokens}", "sdpa_flash", ms(lambda: f(q, ke, ve, is_causal=True)))
 
 
+E, TOP_K, IM = 256, 8, 512  # 35B-A3B experts
+
+
+def bench_moe() -> None:
+    """Experts only (routing given): decode reads only the chosen experts; prefill is compute."""
+    w_gate_up = torch.randn(E, 2 * IM, H, device=DEV, dtype=BF16) * 0.02
+    w_down = torch.randn(E, H, IM, device=DEV, dtype=BF16) * 0.02
+    expert_bytes = 3 * IM * H * 2
+    for tokens in (1, 8, 32):
+        x = torch.randn(tokens, H, device=DEV, dtype=BF16)
+        weights, ids = ref.moe_route(torch.randn(tokens, E, device=DEV, dtype=BF16), TOP_K, True)
+        nbytes = ids.unique().numel() * expert_bytes
+        default = tk.moe.DECODE_MAX_TOKENS
+        for path, limit in (("gemv", 10**9), ("sorted", 0)):
+            tk.moe.DECODE_MAX_TOKENS = limit
+            t = ms(lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids))
+            row("moe_decode", f"B={tokens},E={E},k={TOP_K}", f"triton-{path}", t, nbytes,
+                default_path=(tokens <= default) == (path == "gemv"))  # fmt: skip
+        tk.moe.DECODE_MAX_TOKENS = default
+        if tokens == 1:
+            t = ms(lambda: ref.moe_experts(x, w_gate_up, w_down, weights, ids))
+            row("moe_decode", f"B={tokens},E={E},k={TOP_K}", "reference", t, nbytes)
+    tokens = 8192
+    x = torch.randn(tokens, H, device=DEV, dtype=BF16)
+    logits = torch.randn(tokens, E, device=DEV, dtype=BF16)
+    weights, ids = ref.moe_route(logits, TOP_K, True)
+    flops = 2 * tokens * TOP_K * 3 * IM * H
+    default = dict(tk.moe.PREFILL_CONFIG)
+    configs = ((64, 64, 64, 4, 3), (128, 64, 64, 4, 3), (128, 128, 64, 8, 3), (64, 128, 64, 4, 4))
+    for bm, bn, bk, warps, stages in configs:
+        tk.moe.PREFILL_CONFIG.update(block_m=bm, block_n=bn, block_k=bk, num_warps=warps,
+                                     num_stages=stages)  # fmt: skip
+        try:
+            t = ms(lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids))
+            tflops = flops / t / 1e9
+            row("moe_prefill", f"T={tokens},E={E},k={TOP_K}", "triton", t,
+                config=[bm, bn, bk, warps, stages], TFLOPs=round(tflops, 1),
+                pct_gemm_peak=round(100 * tflops / BOUNDS["bf16_TFLOPs"], 1))  # fmt: skip
+        except Exception as e:
+            print(f"moe config {bm, bn, bk, warps, stages} failed: {e!r}"[:300])
+    tk.moe.PREFILL_CONFIG.update(default)
+    t = ms(lambda: tk.moe.moe_route(logits, TOP_K, True))
+    row("moe_route", f"T={tokens},E={E},k={TOP_K}", "triton", t, logits.numel() * 2)
+    t = ms(lambda: ref.moe_route(logits, TOP_K, True))
+    row("moe_route", f"T={tokens},E={E},k={TOP_K}", "reference", t, logits.numel() * 2)
+
+
+def bench_attention_input() -> None:
+    """Fused q/k norm + RoPE + gate split + KV write, and silu_and_mul (memory-bound)."""
+    inv_freq = ref.rope_inv_freq(HD // 4, 1e7, DEV)
+    for tokens in (1, 8192):
+        qkv = torch.randn(tokens, 2 * NH * HD + 2 * NKV * HD, device=DEV, dtype=BF16)
+        w = torch.zeros(HD, device=DEV, dtype=BF16)
+        pos = torch.arange(tokens, device=DEV)
+        kc = torch.zeros(tokens // PAGE + 2, PAGE, NKV, HD, device=DEV, dtype=BF16)
+        vc = torch.zeros_like(kc)
+        rows = torch.arange(tokens, device=DEV) + PAGE
+        nbytes = qkv.numel() * 2 + (NH + 2 * NKV) * HD * tokens * 2
+        for impl, fn in (("triton", tk.rope.qk_norm_rope_kv_write),
+                         ("reference", ref.qk_norm_rope_kv_write)):  # fmt: skip
+            t = ms(lambda: fn(qkv, w, w, 1e-6, pos, inv_freq, NH, NKV, HD, kc, vc, rows))
+            row("qk_norm_rope_kv_write", f"T={tokens}", impl, t, nbytes)
+    x = torch.randn(8192, 2 * 4096, device=DEV, dtype=BF16)
+    for impl, fn in (("triton", tk.activation.silu_and_mul), ("reference", ref.silu_and_mul)):
+        row("silu_and_mul", "8192x2x4096", impl, ms(lambda: fn(x)), x.numel() * 2 * 1.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("benches/results"))
@@ -270,7 +337,8 @@ def main() -> None:
     BOUNDS = measure_bounds()
     print(json.dumps(BOUNDS), flush=True)
     sections = {"norms": bench_norms, "conv": bench_conv, "gdn_decode": bench_gdn_decode,
-                "gdn_chunked": bench_gdn_chunked, "attention": bench_attention}  # fmt: skip
+                "gdn_chunked": bench_gdn_chunked, "attention": bench_attention, "moe": bench_moe,
+                "attention_input": bench_attention_input}  # fmt: skip
     for name, fn in sections.items():
         if args.only and name not in args.only:
             continue
@@ -285,7 +353,7 @@ def main() -> None:
     meta = {"device": torch.cuda.get_device_name(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "commit": commit or "unknown", "torch": torch.__version__, **BOUNDS}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = meta["date"][:10]
+    stamp = meta["date"][:10] + (f"-{'-'.join(args.only)}" if args.only else "")
     (args.out / f"kernels-{stamp}.json").write_text(
         json.dumps({"meta": meta, "rows": ROWS}, indent=1)
     )
