@@ -280,6 +280,13 @@ def bench_moe() -> None:
             row("moe_decode", f"B={tokens},E={E},k={TOP_K}", f"triton-{path}", t, nbytes,
                 default_path=(tokens <= default) == (path == "gemv"))  # fmt: skip
         tk.moe.DECODE_MAX_TOKENS = default
+        dec = dict(tk.moe.DECODE_CONFIG)
+        for bn, bk, warps in ((8, 256, 4), (16, 512, 4), (32, 256, 8), (8, 512, 8)):
+            tk.moe.DECODE_CONFIG.update(block_n=bn, block_k=bk, num_warps=warps)
+            t = ms(lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids))
+            row("moe_decode", f"B={tokens},E={E},k={TOP_K}", "triton-gemv", t, nbytes,
+                config=[bn, bk, warps])  # fmt: skip
+        tk.moe.DECODE_CONFIG.update(dec)
         if tokens == 1:
             t = ms(lambda: ref.moe_experts(x, w_gate_up, w_down, weights, ids))
             row("moe_decode", f"B={tokens},E={E},k={TOP_K}", "reference", t, nbytes)
@@ -289,7 +296,12 @@ def bench_moe() -> None:
     weights, ids = ref.moe_route(logits, TOP_K, True)
     flops = 2 * tokens * TOP_K * 3 * IM * H
     default = dict(tk.moe.PREFILL_CONFIG)
-    configs = ((64, 64, 64, 4, 3), (128, 64, 64, 4, 3), (128, 128, 64, 8, 3), (64, 128, 64, 4, 4))
+    configs = (
+        (128, 128, 64, 8, 3),
+        (128, 128, 64, 8, 4),
+        (128, 256, 64, 8, 3),
+        (64, 128, 64, 4, 4),
+    )
     for bm, bn, bk, warps, stages in configs:
         tk.moe.PREFILL_CONFIG.update(block_m=bm, block_n=bn, block_k=bk, num_warps=warps,
                                      num_stages=stages)  # fmt: skip
