@@ -29,7 +29,7 @@ from tokenspeed.kernels.triton.common import INTERPRETED, check_device, next_pow
 # H100 GEMV still won at 32 tokens of 35B-A3B (2261 vs 1339 GB/s, benches/results).
 DECODE_MAX_TOKENS = 32
 # Launch shapes; benches/kernels.py reports the achieved bandwidth / throughput with them.
-DECODE_CONFIG = {"block_n": 16, "block_k": 256, "num_warps": 4}
+DECODE_CONFIG = {"block_n": 16, "block_k": 512, "num_warps": 4}  # best of the H100 sweep
 PREFILL_CONFIG = {"block_m": 128, "block_n": 128, "block_k": 64, "num_warps": 8, "num_stages": 3}
 
 
