@@ -156,26 +156,92 @@ def bench_gdn_decode() -> None:
             )
 
 
+GDN_SWEEP = {  # coordinate descent at 8k tokens over the launch settings of gdn_chunked
+    "state_bv": (32, 64),
+    "state_warps": (4, 8),
+    "state_stages": (1, 2, 3),
+    "out_bv": (64, 128),
+    "out_warps": (4, 8),
+    "wy_warps": (4, 8),
+}  # the old sequential kernel and fp32-operand (TF32) dots are timed beside the best
+
+
 def bench_gdn_chunked() -> None:
+    """Triton (default config, the swept best, the first sequential version), the reference
+    and fla's ``chunk_gated_delta_rule``; max |diff| of outputs and final states against the
+    fp32 reference at 2k/8k. Bytes = q, k, v, a, b read + o written (the unavoidable traffic)."""
     try:
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule
     except Exception as e:
         print(f"fla unavailable: {e!r}")
         chunk_gated_delta_rule = None
-    for tokens in (2048, 8192, 32768):
-        inputs = gdn_inputs(tokens)
+    cfg = tk.gdn_chunked.CONFIG
+    default = dict(cfg)
+
+    def run_mine(inputs: tuple, tokens: int) -> tuple:
         state = torch.zeros(2, HV, DK, DV, device=DEV)
         cu = torch.tensor([0, tokens], dtype=torch.int32, device=DEV)
         one, init = torch.tensor([1], device=DEV), torch.tensor([False], device=DEV)
-        t_mine = ms(lambda: tk.gdn_chunked.gdn_chunked(*inputs, state, cu, one, init))
-        row("gdn_chunked", f"T={tokens}", "triton", t_mine)
+        return (lambda: tk.gdn_chunked.gdn_chunked(*inputs, state, cu, one, init)), state
+
+    def timed(inputs: tuple, tokens: int) -> float:
+        fn, _ = run_mine(inputs, tokens)
+        try:
+            fn()
+            return ms(fn)
+        except Exception as e:
+            print(f"gdn config {dict(cfg)} failed: {e!r}"[:400])
+            return float("inf")
+
+    inputs = gdn_inputs(8192)
+    best = timed(inputs, 8192)
+    row("gdn_chunked", "T=8192", "triton-sweep", best, config=dict(cfg))
+    for knob, values in GDN_SWEEP.items():
+        keep = cfg[knob]
+        for value in values:
+            if value == keep:
+                continue
+            cfg[knob] = value
+            t = timed(inputs, 8192)
+            row("gdn_chunked", "T=8192", "triton-sweep", t, config=dict(cfg))
+            if t < best:
+                best, keep = t, value
+        cfg[knob] = keep
+    swept = dict(cfg)
+    print(json.dumps({"gdn_chunked_best_config": swept}), flush=True)
+    for tokens in (2048, 8192, 32768):
+        inputs = gdn_inputs(tokens)
+        nbytes = tokens * (CONV_DIM + 2 * HV) * 2 + tokens * HV * DV * 2
+        results = {}
+        for name, conf in (("triton", default), ("triton-swept", swept),
+                           ("triton-tf32", {**swept, "bf16_dots": False}),
+                           ("triton-sequential", {**default, "impl": "sequential"})):  # fmt: skip
+            cfg.update(conf)
+            results[name] = timed(inputs, tokens)
+            row("gdn_chunked", f"T={tokens}", name, results[name], nbytes, config=conf)
+        cfg.update(default)
+        want = None
         if tokens <= 8192:
+            state_ref = torch.zeros(2, HV, DK, DV, device=DEV)
+            cu = torch.tensor([0, tokens], dtype=torch.int32, device=DEV)
+            one, init = torch.tensor([1], device=DEV), torch.tensor([False], device=DEV)
             row(
                 "gdn_chunked",
                 f"T={tokens}",
                 "reference",
-                ms(lambda: ref.gdn_chunked(*inputs, state, cu, one, init)),
+                ms(lambda: ref.gdn_chunked(*inputs, state_ref, cu, one, init)),
+                nbytes,
             )
+            want = ref.gdn_chunked(*inputs, state_ref, cu, one, init).float()
+            for name, conf in (("triton", default), ("triton-swept", swept),
+                               ("triton-tf32", {**swept, "bf16_dots": False})):  # fmt: skip
+                cfg.update(conf)
+                fn, st = run_mine(inputs, tokens)
+                o = fn().float()
+                row("gdn_chunked", f"T={tokens}", f"{name}-accuracy", 0.0,
+                    max_abs_diff_out_vs_reference=(o - want).abs().max().item(),
+                    max_abs_diff_state_vs_reference=(st[1] - state_ref[1]).abs().max().item())  # fmt: skip
+            cfg.update(default)
         if chunk_gated_delta_rule is not None:
             q, k, v, a, b, A_log, dt_bias = inputs
             g, beta = ref.gdn_gates(a, b, A_log, dt_bias)
@@ -187,17 +253,26 @@ def bench_gdn_chunked() -> None:
                 g[None].contiguous(),
                 beta.to(BF16)[None].contiguous(),
             )
+            cu_l = torch.tensor([0, tokens], dtype=torch.long, device=DEV)
 
             def fla():
                 return chunk_gated_delta_rule(qf, kf, vf, gf, bf, scale=DK**-0.5, output_final_state=True,
-                                              cu_seqlens=cu.long(), use_qk_l2norm_in_kernel=True)  # fmt: skip
+                                              cu_seqlens=cu_l, use_qk_l2norm_in_kernel=True)  # fmt: skip
 
+            for _ in range(3):  # autotuning outside the timing
+                fla()
             t_fla = ms(fla)
-            o_fla = fla()[0][0]
-            o_mine = tk.gdn_chunked.gdn_chunked(*inputs, state, cu, one, init)
-            err = (o_fla.float() - o_mine.float()).abs().max().item()
-            row("gdn_chunked", f"T={tokens}", "fla", t_fla, ratio_triton_over_fla=round(t_mine / t_fla, 2),
-                max_abs_diff_vs_triton=err)  # fmt: skip
+            o_fla, s_fla = fla()
+            extra = {"ratio_triton_over_fla": round(results["triton"] / t_fla, 3),
+                     "ratio_swept_over_fla": round(results["triton-swept"] / t_fla, 3)}  # fmt: skip
+            if want is not None:
+                extra["max_abs_diff_out_vs_reference"] = (
+                    (o_fla[0].float() - want).abs().max().item()
+                )
+                extra["max_abs_diff_state_vs_reference"] = (
+                    (s_fla[0].float() - state_ref[1]).abs().max().item()
+                )
+            row("gdn_chunked", f"T={tokens}", "fla", t_fla, nbytes, **extra)
 
 
 def paged_setup(batch: int, context: int, new: int) -> tuple:

@@ -169,7 +169,9 @@ def test_gdn_recurrent_in_place_with_checkpoints(tk) -> None:
     close(got_state, state, torch.float32)
 
 
-def test_gdn_chunked_varlen_with_states_and_checkpoints(tk) -> None:
+@pytest.mark.parametrize("impl", ["parallel", "sequential"])
+def test_gdn_chunked_varlen_with_states_and_checkpoints(tk, impl, monkeypatch) -> None:
+    monkeypatch.setitem(tk.gdn_chunked.CONFIG, "impl", impl)
     # 70 crosses a chunk; 130 = 2 full chunks + 2 and checkpoints at its end; 33 cuts a chunk.
     lens = [70, 1, 0, 130, 5]
     inputs = gdn_inputs(sum(lens), seed=8)
@@ -188,6 +190,27 @@ def test_gdn_chunked_varlen_with_states_and_checkpoints(tk) -> None:
     want = ref.gdn_chunked(*inputs.values(), state, *args)
     close(got, want, torch.float32)
     close(got_state, state, torch.float32)
+
+
+def test_gdn_chunked_bf16_checkpoint_on_chunk_boundary(tk) -> None:
+    # bf16 activations: bf16 dot operands and bf16 intermediates (fp32 under the interpreter
+    # for the dots); the checkpoint at 64 falls on a chunk boundary of the 129-token sequence.
+    lens = [64, 129, 3]
+    inputs = gdn_inputs(sum(lens), seed=11, dtype=torch.bfloat16)
+    state = torch.randn(7, HV, DK, DV, generator=gen(12)) * 0.3
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+    args = (
+        cu,
+        torch.tensor([3, 1, 2]),
+        torch.tensor([True, True, False]),
+        torch.tensor([-1, 5, 6]),
+        torch.tensor([0, 64, 0]),
+    )
+    got_state = state.clone().to(DEVICE)
+    got = tk.gdn_chunked.gdn_chunked(*dev(*inputs.values()), got_state, *dev(*args))
+    want = ref.gdn_chunked(*inputs.values(), state, *args)
+    close(got, want, torch.bfloat16)
+    close(got_state, state, torch.bfloat16)
 
 
 def test_gdn_chunked_rejects_bad_checkpoint_offset(tk) -> None:
