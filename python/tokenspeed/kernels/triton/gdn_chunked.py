@@ -129,27 +129,20 @@ def gdn_chunked(
     v_new = torch.empty((tokens, hv, dv), dtype=store, device=device)
     gamma = torch.empty((tokens, hv), dtype=torch.float32, device=device)
     h = torch.empty((max(len(starts), 1), hv, dk, dv), dtype=store, device=device)
-    k_factor = torch.empty((tokens, hv), dtype=torch.float32, device=device)
-    g_last = torch.empty((max(len(starts), 1), hv), dtype=torch.float32, device=device)
     bk, bvf = next_pow2(dk, 16), next_pow2(dv, 16)
     starts_t = int_tensor(starts or [0], device)
     lengths_t = int_tensor(lengths or [0], device)
-    # Per sequence: where the chunks restart after the checkpoint cut, and how many come before.
-    bounds = cu_seqlens.tolist()
-    cuts = [bounds[i] + (ck_offs[i] if ck_slots[i] >= 0 else 0) for i in range(num_seqs)]
-    before = [max(ck, 0) for ck in ckpt]
     c = CONFIG
     if starts:
         wy_kernel[(len(starts), hv)](
             k, k.stride(0), k.stride(1), v, v.stride(0), v.stride(1), a, a.stride(0),
-            b, b.stride(0), A_log, dt_bias, starts_t, lengths_t, w, u, gamma, k_factor, g_last,
+            b, b.stride(0), A_log, dt_bias, starts_t, lengths_t, w, u, gamma,
             hv, hv // hk, dk, dv,
             BK=bk, BV=bvf, DT=dt, PREC=prec, PREC_INV=prec, num_warps=c["wy_warps"],
         )  # fmt: skip
     bv = min(c["state_bv"], bvf)
     state_kernel[(num_seqs, hv, triton.cdiv(dv, bv))](
-        k, k.stride(0), k.stride(1), w, u, k_factor, g_last, v_new, h,
-        int_tensor(bounds, device), int_tensor(cuts, device), int_tensor(before, device),
+        k, k.stride(0), k.stride(1), w, u, v_new, h, gamma, starts_t, lengths_t,
         int_tensor(first, device), int_tensor(count, device), int_tensor(ckpt, device),
         state, slot_ids, has_initial_state, int_tensor(ck_slots, device, torch.int64),
         hv, hv // hk, dk, dv,

@@ -3,9 +3,8 @@
 ``state_kernel``: one program per (sequence, value head, block of BV value columns) holds the
 fp32 state tile ``S`` ``[dk, BV]`` in registers and walks the sequence's chunks in order:
 stores ``S`` as the chunk's entry state ``h_c`` (``DT``), ``Vn = U - W S`` (stored), then
-``S = e^{γ_last} S + (K ⊙ e^{γ_last - γ})ᵀ Vn``. Only two dependent dots per chunk are on the
-sequential path; k's norm and decay come precomputed from the WY kernel, and the loads of the
-next chunk depend on neither ``S`` nor other loads, so they can be pipelined.
+``S = e^{γ_last} S + Kᵀ (Vn ⊙ e^{γ_last - γ})``. Only two dependent dots per chunk are on the
+sequential path; the loads of the next chunk do not depend on ``S`` and are pipelined.
 The state comes from the sequence's slot (or zero), goes back to it, and is copied to the
 checkpoint slot before the checkpoint chunk (chunks are cut at checkpoint offsets).
 
@@ -23,8 +22,8 @@ from tokenspeed.kernels.triton.gdn_chunked_wy import load_qk
 
 @triton.jit
 def state_kernel(
-    k_ptr, k_st, k_sh, w_ptr, u_ptr, kf_ptr, gl_ptr, vn_ptr, h_ptr,
-    cu_ptr, cut_ptr, before_cut_ptr, first_chunk_ptr, num_chunks_ptr, ckpt_chunk_ptr,
+    k_ptr, k_st, k_sh, w_ptr, u_ptr, vn_ptr, h_ptr, gamma_ptr,
+    chunk_start_ptr, chunk_len_ptr, first_chunk_ptr, num_chunks_ptr, ckpt_chunk_ptr,
     state_ptr, slot_ptr, init_ptr, ckpt_slot_ptr,
     HV, R, DK, DV,
     BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
@@ -44,12 +43,6 @@ def state_kernel(
     has_init = tl.load(init_ptr + b).to(tl.int32)
     init_mask = smask & ((kk * 0 + has_init) != 0)[:, None]  # never read a fresh slot
     s = tl.load(state_ptr + (slot * HV + hv) * DK * DV + tile, mask=init_mask, other=0.0)
-    # Chunk c starts at seq_start + 64c before the cut, at cut + 64(c - before_cut) after it:
-    # addresses come from the loop index alone, so the loads of later chunks can be issued early.
-    seq_start = tl.load(cu_ptr + b)
-    seq_end = tl.load(cu_ptr + b + 1)
-    cut = tl.load(cut_ptr + b)
-    before_cut = tl.load(before_cut_ptr + b)
     first = tl.load(first_chunk_ptr + b)
     n = tl.load(num_chunks_ptr + b)
     for c in range(0, n):
@@ -58,24 +51,23 @@ def state_kernel(
         gc = (first + c).to(tl.int64)
         tl.store(h_ptr + (gc * HV + hv) * DK * DV + tile, s.to(h_ptr.dtype.element_ty),
                  mask=smask)  # fmt: skip
-        start = tl.where(c < before_cut, seq_start + c * BC, cut + (c - before_cut) * BC)
-        end = tl.where(c < before_cut, cut, seq_end)
-        valid = start + i < end
-        tok = (start + i).to(tl.int64)
-        row = tok * HV + hv
+        start = tl.load(chunk_start_ptr + gc)
+        length = tl.load(chunk_len_ptr + gc)
+        valid = i < length
+        row = (start + i).to(tl.int64) * HV + hv
         kmask = valid[:, None] & (kk < DK)[None, :]
         vmask = valid[:, None] & (vv < DV)[None, :]
         w = tl.load(w_ptr + row[:, None] * DK + kk[None, :], mask=kmask, other=0.0)
         u = tl.load(u_ptr + row[:, None] * DV + vv[None, :], mask=vmask, other=0.0)
-        k_t = tl.load(k_ptr + tok[None, :] * k_st + hk * k_sh + kk[:, None],
-                      mask=(kk < DK)[:, None] & valid[None, :], other=0.0)  # fmt: skip
-        k_f = tl.load(kf_ptr + row, mask=valid, other=0.0)
-        g_last = tl.load(gl_ptr + gc * HV + hv)
+        gamma = tl.load(gamma_ptr + row, mask=valid, other=0.0)
+        k = load_qk(k_ptr, k_st, k_sh, start + i, hk, valid, kk, DK, 1.0)
+        gamma_last = tl.sum(tl.where(i == length - 1, gamma, 0.0))
         v_new = u.to(tl.float32) - tl.dot(w.to(DT), s.to(DT), input_precision=PREC)
         tl.store(vn_ptr + row[:, None] * DV + vv[None, :], v_new.to(vn_ptr.dtype.element_ty),
                  mask=vmask)  # fmt: skip
-        k_t = (k_t.to(tl.float32) * k_f[None, :]).to(DT)  # normalised, decayed to the chunk end
-        s = tl.dot(k_t, v_new.to(DT), s * tl.exp(g_last), input_precision=PREC)
+        v_dec = v_new * tl.where(valid, tl.exp(gamma_last - gamma), 0.0)[:, None]
+        s = s * tl.exp(gamma_last)
+        s = tl.dot(tl.trans(k.to(DT)), v_dec.to(DT), s, input_precision=PREC)
     if n == ck_chunk:
         tl.store(state_ptr + (ck_slot * HV + hv) * DK * DV + tile, s, mask=ck_mask)
     tl.store(state_ptr + (slot * HV + hv) * DK * DV + tile, s, mask=smask)

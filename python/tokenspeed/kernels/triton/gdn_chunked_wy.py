@@ -6,9 +6,7 @@ blocks of 16×16; ``T = (I + A)^-1`` blockwise: the four diagonal blocks by forw
 (16 steps on 16×16 tiles), then ``T_ij = -T_ii Σ_{j<=m<i} A_im T_mj`` for the blocks below
 them; finally ``W = T diag(β)(K ⊙ e^γ)`` and ``U = T diag(β) V`` block row by block row.
 Dot operands are cast to ``DT`` (bf16 for bf16 activations, fp32 accumulation); the small
-inverse products stay fp32. Writes ``w``, ``u`` (``DT``) and ``γ`` (fp32) per token, and for the
-state pass the chunk's ``γ_last`` and a per-row k factor ``rsqrt(|k|² + eps) e^{γ_last - γ}``
-(so its sequential loop does no reductions).
+inverse products stay fp32. Writes ``w``, ``u`` (``DT``) and ``γ`` (fp32) per token.
 """
 
 from __future__ import annotations
@@ -30,9 +28,8 @@ def load_qk(ptr, s_t, s_h, tok, hk, valid, kk, DK, scale):
 
 @triton.jit
 def _rows(k_ptr, k_st, k_sh, a_ptr, a_st, b_ptr, b_st, A_log, dt_bias, start, length, hv, hk,
-          g_before, g_last, kf_ptr, HV, J: tl.constexpr, DK, BK: tl.constexpr):  # fmt: skip
-    """Block ``J`` of the chunk: normalised k ``[16, BK]``, γ and β ``[16]`` (0 on padding).
-    Stores the state pass's k factor ``rsqrt(|k|² + eps) e^{γ_last - γ}`` per row."""
+          g_before, J: tl.constexpr, DK, BK: tl.constexpr):  # fmt: skip
+    """Block ``J`` of the chunk: normalised k ``[16, BK]``, γ and β ``[16]`` (0 on padding)."""
     r = J * 16 + tl.arange(0, 16)
     valid = r < length
     tok = (start + r).to(tl.int64)
@@ -40,13 +37,8 @@ def _rows(k_ptr, k_st, k_sh, a_ptr, a_st, b_ptr, b_st, A_log, dt_bias, start, le
     b = tl.load(b_ptr + tok * b_st + hv, mask=valid, other=0.0)
     g, beta = gdn_gate_values(a, b, A_log, dt_bias)
     gamma = tl.cumsum(tl.where(valid, g, 0.0), axis=0) + g_before
-    kk = tl.arange(0, BK)
-    m = valid[:, None] & (kk < DK)[None, :]
-    x = tl.load(k_ptr + tok[:, None] * k_st + hk * k_sh + kk[None, :], mask=m, other=0.0)
-    x = x.to(tl.float32)
-    rs = tl.rsqrt(tl.sum(x * x, axis=1) + 1e-6)
-    tl.store(kf_ptr + tok * HV + hv, rs * tl.exp(g_last - gamma), mask=valid)
-    return x * rs[:, None], gamma, tl.where(valid, beta, 0.0)
+    k = load_qk(k_ptr, k_st, k_sh, tok, hk, valid, tl.arange(0, BK), DK, 1.0)
+    return k, gamma, tl.where(valid, beta, 0.0)
 
 
 @triton.jit
@@ -120,7 +112,7 @@ def _vb(v_ptr, v_st, v_sh, start, length, hv, beta, J: tl.constexpr, DV, BV: tl.
 @triton.jit
 def wy_kernel(
     k_ptr, k_st, k_sh, v_ptr, v_st, v_sh, a_ptr, a_st, b_ptr, b_st, A_log_ptr, dt_bias_ptr,
-    chunk_start_ptr, chunk_len_ptr, w_ptr, u_ptr, gamma_ptr, kf_ptr, gl_ptr,
+    chunk_start_ptr, chunk_len_ptr, w_ptr, u_ptr, gamma_ptr,
     HV, R, DK, DV,
     BK: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
     PREC_INV: tl.constexpr,
@@ -142,16 +134,14 @@ def wy_kernel(
     g_at16 = tl.sum(tl.where(r64 < 16, g64, 0.0))
     g_at32 = tl.sum(tl.where(r64 < 32, g64, 0.0))
     g_at48 = tl.sum(tl.where(r64 < 48, g64, 0.0))
-    g_last = tl.sum(g64)
-    tl.store(gl_ptr + c * HV + hv, g_last)
     k0, g0, b0 = _rows(k_ptr, k_st, k_sh, a_ptr, a_st, b_ptr, b_st, A_log, dt_bias, start, length,
-                       hv, hk, 0.0, g_last, kf_ptr, HV, 0, DK, BK)  # fmt: skip
+                       hv, hk, 0.0, 0, DK, BK)  # fmt: skip
     k1, g1, b1 = _rows(k_ptr, k_st, k_sh, a_ptr, a_st, b_ptr, b_st, A_log, dt_bias, start, length,
-                       hv, hk, g_at16, g_last, kf_ptr, HV, 1, DK, BK)  # fmt: skip
+                       hv, hk, g_at16, 1, DK, BK)  # fmt: skip
     k2, g2, b2 = _rows(k_ptr, k_st, k_sh, a_ptr, a_st, b_ptr, b_st, A_log, dt_bias, start, length,
-                       hv, hk, g_at32, g_last, kf_ptr, HV, 2, DK, BK)  # fmt: skip
+                       hv, hk, g_at32, 2, DK, BK)  # fmt: skip
     k3, g3, b3 = _rows(k_ptr, k_st, k_sh, a_ptr, a_st, b_ptr, b_st, A_log, dt_bias, start, length,
-                       hv, hk, g_at48, g_last, kf_ptr, HV, 3, DK, BK)  # fmt: skip
+                       hv, hk, g_at48, 3, DK, BK)  # fmt: skip
 
     # Diagonal blocks of T, then the blocks below them, column by column towards the corner.
     t00 = _inv_unit_lower(_a_block(k0, g0, b0, k0, g0, True, DT, PREC))
