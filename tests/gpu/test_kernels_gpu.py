@@ -114,7 +114,11 @@ def test_gdn_chunked_varlen() -> None:
             torch.tensor([4, -1, 5], device=DEV), torch.tensor([256, 0, 1000], device=DEV))  # fmt: skip
     mine = state.clone()
     close(tk.gdn_chunked.gdn_chunked(*inputs, mine, *args), ref.gdn_chunked(*inputs, state, *args))
-    close(mine, state, atol=2e-3, rtol=0)
+    # Like fla, the chunked kernel keeps W, U, v_new and per-chunk states in bf16 between its
+    # kernels (spec 6.2); fla's final state misses the fp32 reference by the same 3e-3..6e-3
+    # at these lengths (benches/results/kernels-2026-11-22-gdn-prefill.md), so the state bound
+    # is set at bf16-intermediate level rather than the recurrent kernel's 2e-3.
+    close(mine, state, atol=1e-2, rtol=0)
 
 
 def paged(prefix: list[int], new: list[int]) -> tuple:
