@@ -178,7 +178,7 @@ impl TextCompletion {
             } => {
                 let piece = choice.output.finish()?;
                 choice.finish = Some(finish_reason(reason, choice.output.stopped())?);
-                let first_of_prompt = index % self.n == 0;
+                let first_of_prompt = index.is_multiple_of(self.n);
                 let prompt = self.generation.prompt_lens.get(index).copied().unwrap_or(0);
                 self.usage.add(
                     if first_of_prompt { prompt } else { 0 },

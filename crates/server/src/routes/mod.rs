@@ -89,3 +89,6 @@ async fn count_response(State(state): State<AppState>, request: Request, next: N
         .record_response(&route, response.status().as_u16());
     response
 }
+
+#[cfg(test)]
+mod tests;
