@@ -382,6 +382,26 @@ def test_client_disconnect_frees_the_request(server: Server, model: str) -> None
     )
 
 
+def test_concurrent_requests(server: Server, client: openai.OpenAI, model: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(i: int) -> tuple[int, str | None, str]:
+        out = client.chat.completions.create(
+            model=model, messages=_user(f"question {i}"), max_tokens=6, temperature=0,
+            extra_body=NO_THINK,
+        )  # fmt: skip
+        return out.usage.completion_tokens, out.choices[0].message.content, out.id
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(ask, range(12)))
+    assert [r[0] for r in results] == [6] * 12
+    assert len({r[2] for r in results}) == 12  # distinct response ids
+    # Batching does not change greedy answers.
+    assert ask(3)[1] == results[3][1]
+    m = _idle(server)
+    assert m["tokenspeed_kv_pages_used"] == 0 and m["tokenspeed_state_slots_used"] == 0
+
+
 def _bad_inputs(model: str) -> list[tuple[str, str, bytes | dict, str | None, int, str]]:
     """(name, path, body, api key, status, expected error code)."""
     chat = "/v1/chat/completions"
