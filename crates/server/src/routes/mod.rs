@@ -76,17 +76,20 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
     next.run(request).await
 }
 
-/// Counts every response by route and status for `/metrics`.
+/// Counts every response by route and status for `/metrics`, and logs it.
 async fn count_response(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
-    state
-        .metrics
-        .record_response(&route, response.status().as_u16());
+    let status = response.status().as_u16();
+    state.metrics.record_response(&route, status);
+    // For streams this is the time to the response head; the body follows.
+    tracing::info!(%method, route, status, ms = started.elapsed().as_millis() as u64, "request");
     response
 }
 
