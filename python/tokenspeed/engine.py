@@ -14,6 +14,7 @@ from tokenspeed import _core
 from tokenspeed.config import ModelConfig
 from tokenspeed.executor import Executor, PoolSizes, RequestMeta, size_pools
 from tokenspeed.models import Qwen3_5Model, load_model
+from tokenspeed.presets import is_preset, preset_config, slice_layers
 from tokenspeed.sampling_params import SamplingParams
 from tokenspeed.weights import dummy_weights
 
@@ -38,6 +39,7 @@ class EngineArgs:
     load_format: str = "auto"
     gpu_memory_utilization: float = 0.9
     seed: int = 0
+    num_layers: int | None = None  # run only the first N layers (dummy weights only)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -64,10 +66,10 @@ class EngineCore:
 
     def __init__(self, args: EngineArgs) -> None:
         path = Path(args.model)
-        self.cfg = ModelConfig.from_pretrained(path)
+        self.cfg = self._config(args)
         device = resolve_device(args.device)
         dtype = resolve_dtype(args.dtype, self.cfg, device)
-        self.model = self._load(path, dtype, device, args.load_format)
+        self.model = self._load(path, self.cfg, dtype, device, args.load_format)
         self.max_model_len = args.max_model_len or self.cfg.max_position_embeddings
         if self.max_model_len > self.cfg.max_position_embeddings:
             raise ValueError(
@@ -106,11 +108,27 @@ class EngineCore:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _load(path: Path, dtype: torch.dtype, device: torch.device, fmt: str) -> Qwen3_5Model:
+    def _config(args: EngineArgs) -> ModelConfig:
+        """A preset name (``tokenspeed.presets``) or a model directory; ``num_layers`` slices."""
+        preset = is_preset(args.model) and not Path(args.model).exists()
+        if preset and args.load_format != "dummy":
+            raise ValueError(
+                f"model={args.model!r} is a built-in preset without weights: "
+                "pass load_format='dummy'"
+            )
+        if args.num_layers is not None and args.load_format != "dummy":
+            raise ValueError("num_layers slices a model: only supported with load_format='dummy'")
+        if preset:
+            return preset_config(args.model, args.num_layers)
+        return slice_layers(ModelConfig.from_pretrained(args.model), args.num_layers)
+
+    @staticmethod
+    def _load(
+        path: Path, cfg: ModelConfig, dtype: torch.dtype, device: torch.device, fmt: str
+    ) -> Qwen3_5Model:
         if fmt in ("auto", "safetensors"):
             return load_model(path, dtype=dtype, device=device, progress=False)
         if fmt == "dummy":
-            cfg = ModelConfig.from_pretrained(path)
             return Qwen3_5Model(cfg, dummy_weights(cfg, dtype, device))
         raise ValueError(f"load_format={fmt!r}: choose auto, safetensors or dummy")
 

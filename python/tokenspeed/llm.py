@@ -20,7 +20,8 @@ class LLM:
     """Offline generation: ``LLM(model_dir).generate(prompts, SamplingParams(...))``.
 
     Without a ``tokenizer.json`` in the model directory, pass ``prompt_token_ids`` (outputs
-    then have empty ``text``)."""
+    then have empty ``text``). ``model`` may also name a preset (``tokenspeed.presets``) run
+    with ``load_format="dummy"``; ``num_layers`` runs only the first N layers (dummy only)."""
 
     def __init__(
         self,
@@ -38,6 +39,7 @@ class LLM:
         load_format: str = "auto",
         gpu_memory_utilization: float = 0.9,
         seed: int = 0,
+        num_layers: int | None = None,
     ) -> None:
         args = EngineArgs(
             model=str(model), dtype=dtype, device=device,
@@ -45,7 +47,7 @@ class LLM:
             chunked_prefill_size=chunked_prefill_size, max_num_seqs=max_num_seqs,
             max_model_len=max_model_len, kv_cache_pages=kv_cache_pages, state_slots=state_slots,
             overlap=overlap, load_format=load_format,
-            gpu_memory_utilization=gpu_memory_utilization, seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization, seed=seed, num_layers=num_layers,
         )  # fmt: skip
         self.core = EngineCore(args)
         tokenizer_file = Path(model) / "tokenizer.json"

@@ -21,10 +21,21 @@ from tokenspeed.models.qwen3_5 import Qwen3_5Model
 from tokenspeed.sampling import SampleBatch, SampleOutput, sample
 
 
+def use_triton_kernels() -> None:
+    """On CUDA every op runs its Triton kernel (ops without one fall back to the reference).
+    Process-wide: one engine serves one model on one device."""
+    import tokenspeed.kernels.triton  # noqa: F401  (registers the backend)
+    from tokenspeed.kernels import set_backend
+
+    set_backend("triton")
+
+
 class Executor:
     def __init__(self, model: Qwen3_5Model, sizes: PoolSizes, seed: int = 0) -> None:
         self.model = model
         self.device = torch.device(model.device)
+        if self.device.type == "cuda":
+            use_triton_kernels()
         self.vocab = model.cfg.vocab_size
         self.kv_cache = model.new_kv_cache(sizes.num_pages, sizes.page_size)
         self.state_cache = model.new_state_cache(sizes.num_slots)
