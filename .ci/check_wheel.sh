@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
-"${PYTHON:-python3}" -m maturin build --release --quiet -o "$out" >/dev/null
+"${PYTHON:-python3}" -m maturin build --release --quiet -o "$out" >/dev/null || { echo "maturin build failed"; exit 1; }
 wheel=$(ls "$out"/tokenspeed-*-abi3-*.whl)
 echo "wheel: $(basename "$wheel")"
 unzip -l "$wheel" | grep -q "tokenspeed/kernels/__init__.py" || { echo "kernels missing from wheel"; exit 1; }
