@@ -157,6 +157,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--bandwidth-gib", type=float, default=4.0)
     ap.add_argument("--out", default="benches/results")
+    ap.add_argument("--enforce-eager", action="store_true", help="no decode CUDA graphs")
     args = ap.parse_args()
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -173,7 +174,7 @@ def main() -> None:
         model=args.model, load_format="dummy", num_layers=args.num_layers, device=str(device),
         enable_prefix_caching=False, max_num_seqs=max_batch, max_model_len=max_len,
         kv_cache_pages=max_batch * -(-max_len // PAGE) + 4, state_slots=2 * max_batch + 2,
-        page_size=PAGE,
+        page_size=PAGE, enforce_eager=args.enforce_eager,
     )  # fmt: skip
     print(f"loaded {args.model} ({cfg.num_hidden_layers} layers) on {device}", flush=True)
     per_token = bytes_per_token(cfg, args.context, dtype_bytes)
@@ -217,7 +218,8 @@ def report(args, device, bw, per_token, read, rows) -> None:
     }  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"decode-{args.model}-ctx{args.context}-{device.type}"
+    mode = "eager" if args.enforce_eager else "graphs"
+    stem = f"decode-{args.model}-ctx{args.context}-{device.type}-{mode}"
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         f"# decode: {args.model} (layers {args.num_layers or 'all'}), context {args.context}",

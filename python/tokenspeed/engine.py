@@ -40,6 +40,7 @@ class EngineArgs:
     gpu_memory_utilization: float = 0.9
     seed: int = 0
     num_layers: int | None = None  # run only the first N layers (dummy weights only)
+    enforce_eager: bool = False  # CUDA: no decode graphs (for comparison and debugging)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -92,6 +93,9 @@ class EngineCore:
         floor = max_running - 1 + args.page_size
         chunk = args.chunked_prefill_size or self.max_model_len + max_running
         self.max_running = max_running
+        if not args.enforce_eager:
+            max_pages = -(-(self.max_model_len + 1) // sizes.page_size)
+            self.executor.capture_decode_graphs(max_running, max_pages)
         self.engine = _core.Engine(
             self.executor,
             num_pages=sizes.num_pages,

@@ -40,6 +40,7 @@ class LLM:
         gpu_memory_utilization: float = 0.9,
         seed: int = 0,
         num_layers: int | None = None,
+        enforce_eager: bool = False,
     ) -> None:
         args = EngineArgs(
             model=str(model), dtype=dtype, device=device,
@@ -48,6 +49,7 @@ class LLM:
             max_model_len=max_model_len, kv_cache_pages=kv_cache_pages, state_slots=state_slots,
             overlap=overlap, load_format=load_format,
             gpu_memory_utilization=gpu_memory_utilization, seed=seed, num_layers=num_layers,
+            enforce_eager=enforce_eager,
         )  # fmt: skip
         self.core = EngineCore(args)
         tokenizer_file = Path(model) / "tokenizer.json"

@@ -14,6 +14,7 @@ from collections import deque
 import numpy as np
 import torch
 
+from tokenspeed.executor.cuda_graphs import DecodeGraphs
 from tokenspeed.executor.memory import PoolSizes
 from tokenspeed.executor.requests import RequestMeta, RequestState
 from tokenspeed.executor.step_inputs import build_step_inputs, decode_plan, to_device
@@ -43,6 +44,15 @@ class Executor:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.prev_tokens: torch.Tensor | None = None  # last launched step's samples
         self.launched: deque[tuple[int, SampleOutput]] = deque()
+        self.graphs: DecodeGraphs | None = None
+
+    def capture_decode_graphs(self, max_num_seqs: int, max_pages: int) -> None:
+        """CUDA only: replay pure decode steps from graphs captured per padded batch size."""
+        if self.device.type == "cuda":
+            with torch.inference_mode():
+                self.graphs = DecodeGraphs(
+                    self.model, self.kv_cache, self.state_cache, max_num_seqs, max_pages
+                )
 
     # ---- the engine's contract --------------------------------------------------------------
     @torch.inference_mode()
@@ -58,7 +68,9 @@ class Executor:
         inputs = build_step_inputs(a, self.prev_tokens, self.device)
         if len(a["copy_src"]):
             self.state_cache.copy_slots(inputs.copy_src, inputs.copy_dst)  # copy on write
-        logits = self.model.forward(inputs.batch, self.kv_cache, self.state_cache)
+        logits = self.graphs.run(inputs.batch) if self.graphs is not None else None
+        if logits is None:
+            logits = self.model.forward(inputs.batch, self.kv_cache, self.state_cache)
         out = sample(logits, self._sample_batch(a), self.generator)
         self._record_penalty_tokens(a, out.tokens)
         self.prev_tokens = out.tokens
