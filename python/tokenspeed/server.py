@@ -11,6 +11,7 @@ from typing import Any
 from tokenspeed import _core
 from tokenspeed.engine import EngineArgs, EngineCore
 from tokenspeed.executor import RequestMeta
+from tokenspeed.presets import is_preset
 from tokenspeed.sampling_params import SamplingParams
 
 
@@ -39,6 +40,38 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-pending-requests", type=int, default=1024, help="beyond this, answer 429")
     add("--max-request-bytes", type=int, default=32 << 20, help="beyond this, answer 413")
     add("--seed", type=int, default=0, help="seed of unseeded requests' sampling")
+    add(
+        "--load-format",
+        default="auto",
+        choices=["auto", "safetensors", "dummy"],
+        help="dummy: random weights created on the device (benchmarks; `--model` may name a preset)",
+    )
+    add("--num-layers", type=int, default=None, help="run only the first N layers (dummy only)")
+    add(
+        "--enforce-eager",
+        action="store_true",
+        help="never use CUDA graphs (for comparison and debugging)",
+    )
+    add(
+        "--overlap",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="plan step N+1 on the CPU while the GPU runs step N",
+    )
+    add("--kv-cache-pages", type=int, default=None, help="KV-cache pages (default: from memory)")
+    add("--state-slots", type=int, default=None, help="recurrent-state slots (default: sized)")
+    add(
+        "--gpu-memory-utilization",
+        type=float,
+        default=0.9,
+        help="fraction of GPU memory the engine may use",
+    )
+    add(
+        "--max-num-batched-tokens",
+        type=int,
+        default=8192,
+        help="most prompt tokens prefilled in one step (chunked prefill size)",
+    )
 
 
 def _meta_factory(core: EngineCore) -> Any:
@@ -54,6 +87,16 @@ def _meta_factory(core: EngineCore) -> Any:
     return make_meta
 
 
+def _preset_tokenizer_dir(preset: str) -> Path:
+    from tokenspeed.vocab.qwen3_5 import default_cache_dir, write_qwen3_5_tokenizer_files
+
+    directory = default_cache_dir().parent.parent / "presets" / preset
+    if not (directory / "tokenizer.json").is_file():
+        directory.mkdir(parents=True, exist_ok=True)
+        write_qwen3_5_tokenizer_files(directory)
+    return directory
+
+
 def serve(args: argparse.Namespace) -> int:
     """Runs the server; returns the exit code (0 after a SIGINT/SIGTERM drain)."""
     if args.model is None:
@@ -62,19 +105,35 @@ def serve(args: argparse.Namespace) -> int:
         print(DEMO_BANNER, file=sys.stderr, flush=True)
         model_dir = ensure_demo_model()
         name = args.served_model_name or DEMO_NAME
+    elif is_preset(args.model):
+        # A preset has no directory: its engine runs on dummy weights and the server uses the
+        # Qwen3.5 vocabulary and the built-in template from a cached directory of its own.
+        model_dir = _preset_tokenizer_dir(args.model)
+        name = args.served_model_name or args.model
     else:
         model_dir = Path(args.model)
         name = args.served_model_name or model_dir.name
+    eager = {"enforce_eager": True} if args.enforce_eager else {}
     core = EngineCore(
         EngineArgs(
-            model=str(model_dir),
+            model=args.model
+            if args.model is not None and is_preset(args.model)
+            else str(model_dir),
             dtype=args.dtype,
             device=args.device,
             enable_prefix_caching=args.enable_prefix_caching,
             page_size=args.page_size,
+            chunked_prefill_size=args.max_num_batched_tokens,
             max_num_seqs=args.max_num_seqs,
             max_model_len=args.max_model_len,
+            kv_cache_pages=args.kv_cache_pages,
+            state_slots=args.state_slots,
+            overlap=args.overlap,
+            load_format=args.load_format,
+            gpu_memory_utilization=args.gpu_memory_utilization,
             seed=args.seed,
+            num_layers=args.num_layers,
+            **eager,
         )
     )
     print(
