@@ -11,13 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,10 +19,8 @@ from typing import Any
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from server_fixture import API_KEY, BODY_LIMIT, MAX_MODEL_LEN, Server
 
-API_KEY = "test-key"
-MAX_MODEL_LEN = 512
-BODY_LIMIT = 64 * 1024
 TOOLS = [
     {
         "type": "function",
@@ -45,77 +37,12 @@ TOOLS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "tokenspeed.cli", "serve", "--port", str(self.port)]
-        cmd += ["--api-key", API_KEY, "--max-model-len", str(MAX_MODEL_LEN)]
-        cmd += ["--max-num-seqs", "8", "--page-size", "16"]
-        cmd += ["--max-request-bytes", str(BODY_LIMIT)]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.proc.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                if self.request("GET", "/health")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.5)
-        self.proc.kill()
-        raise RuntimeError("server did not become healthy in time")
-
-    def request(
-        self, method: str, path: str, body: bytes | dict | None = None, key: str | None = API_KEY
-    ) -> tuple[int, Any, dict[str, str]]:
-        data = json.dumps(body).encode() if isinstance(body, dict) else body
-        headers = {"Content-Type": "application/json"}
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                raw, status, hdrs = resp.read(), resp.status, dict(resp.headers)
-        except urllib.error.HTTPError as e:
-            raw, status, hdrs = e.read(), e.code, dict(e.headers)
-        text = raw.decode()
-        try:
-            return status, json.loads(text), hdrs
-        except json.JSONDecodeError:
-            return status, text, hdrs
-
-    def metrics(self) -> dict[str, float]:
-        status, text, _ = self.request("GET", "/metrics", key=None)
-        assert status == 200
-        values = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if not sample.labels:
-                    values[sample.name] = sample.value
-        return values
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     srv = Server()
     yield srv
     # SIGTERM drains and exits 0.
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        code = srv.proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        srv.proc.kill()
-        raise
-    assert code == 0, srv.proc.stdout.read()  # type: ignore[union-attr]
+    assert srv.stop() == 0, srv.log()
 
 
 @pytest.fixture(scope="module")
