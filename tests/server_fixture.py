@@ -50,11 +50,14 @@ class Server:
         api_key: str | None = API_KEY,
         max_model_len: int = MAX_MODEL_LEN,
         env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
-        cmd = [sys.executable, "-m", "tokenspeed.cli", "serve", "--port", str(self.port)]
+        # `command` replaces `tokenspeed serve` (e.g. the standalone `tokenspeed-server` binary).
+        cmd = command or [sys.executable, "-m", "tokenspeed.cli", "serve"]
+        cmd = [*cmd, "--port", str(self.port)]
         cmd += ["--max-model-len", str(max_model_len)]
         cmd += ["--max-num-seqs", "8", "--page-size", "16"]
         cmd += ["--max-request-bytes", str(BODY_LIMIT)]
