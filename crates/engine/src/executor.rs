@@ -56,7 +56,7 @@ impl StepOutput {
 
     /// Checks the shapes against `rows` sampling rows.
     pub fn validate(&self, rows: usize) -> Result<(), ExecutorError> {
-        let bad = |what: String| Err(ExecutorError(format!("collect() returned {what}")));
+        let bad = |what: String| Err(ExecutorError::new(format!("collect() returned {what}")));
         if self.sampled.len() != rows {
             return bad(format!("{} tokens for {rows} rows", self.sampled.len()));
         }
@@ -77,9 +77,37 @@ impl StepOutput {
 }
 
 /// An executor failure (the message is shown to every affected request).
+///
+/// A step failure (the default) fails only the requests of the steps in flight: the engine
+/// calls [`Executor::reset`] and goes on serving. A fatal one (the device is unusable, e.g. a
+/// sticky CUDA error) stops the engine: every live request fails and the engine reports
+/// itself stopped (the server's `/health` then answers 503).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("executor: {0}")]
-pub struct ExecutorError(pub String);
+#[error("executor: {message}")]
+pub struct ExecutorError {
+    /// What went wrong.
+    pub message: String,
+    /// Whether the executor can no longer run any step.
+    pub fatal: bool,
+}
+
+impl ExecutorError {
+    /// A failure of one step (recoverable through [`Executor::reset`]).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            fatal: false,
+        }
+    }
+
+    /// A failure after which the executor cannot run anything.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            fatal: true,
+        }
+    }
+}
 
 /// Runs the model. `launch` must return as soon as the step's work is enqueued; `collect`
 /// waits for a launched step and returns its samples. Steps are collected in launch order,
@@ -96,4 +124,14 @@ pub trait Executor: Send {
 
     /// Waits for step `step` (the oldest launched, uncollected one) and returns its samples.
     fn collect(&mut self, step: u64) -> Result<StepOutput, ExecutorError>;
+
+    /// Called after `launch` or `collect` failed: drop every launched, uncollected step
+    /// (the engine fails their requests and releases them with the next launch) and the
+    /// device-side previous-step tokens, so the next launch starts clean. The default cannot
+    /// recover, which makes every failure fatal.
+    fn reset(&mut self) -> Result<(), ExecutorError> {
+        Err(ExecutorError::fatal(
+            "this executor cannot recover from a failed step",
+        ))
+    }
 }

@@ -11,6 +11,11 @@
 //! [`RequestEvent`]s. The thread never blocks on anything but the executor and, when idle,
 //! its command channel.
 //!
+//! When a step fails ([`ExecutorError`]), the requests of every uncollected step fail, the
+//! executor is [reset](Executor::reset) and the loop goes on; a fatal error, an executor that
+//! cannot reset, or [`MAX_CONSECUTIVE_STEP_FAILURES`] failed steps in a row stop the engine
+//! (every live request fails and [`Engine::stopped`] says why).
+//!
 //! # Example
 //! ```
 //! use tokenspeed_cache::{PagePool, RadixCache, StatePool};
@@ -62,3 +67,4 @@ pub use engine::{Engine, EngineOptions, Submission};
 pub use error::EngineError;
 pub use event::{RequestEvent, TokenEvent};
 pub use executor::{Admitted, Executor, ExecutorError, Launch, StepOutput};
+pub use step_loop::MAX_CONSECUTIVE_STEP_FAILURES;

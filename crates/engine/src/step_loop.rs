@@ -8,8 +8,12 @@ use tokenspeed_scheduler::{CommitOutput, FinishReason, RequestId, StepPlan, Step
 
 use crate::engine::{Command, Shared};
 use crate::{
-    Admitted, EngineOptions, Executor, Launch, RequestEvent, StepOutput, Submission, TokenEvent,
+    Admitted, EngineOptions, Executor, ExecutorError, Launch, RequestEvent, StepOutput, Submission,
+    TokenEvent,
 };
+
+/// Step failures in a row after which the executor is deemed broken (the engine stops).
+pub const MAX_CONSECUTIVE_STEP_FAILURES: u32 = 3;
 
 /// Engine-side record of a live request.
 struct Live<M> {
@@ -23,9 +27,11 @@ struct Live<M> {
     admitted_at: Option<u32>,
 }
 
-/// A launched, uncollected step: which request each sampling row belongs to.
+/// A launched (or launching), uncollected step: its requests, and which request each
+/// sampling row belongs to.
 struct Inflight {
     step: u64,
+    request_ids: Vec<RequestId>,
     sample_ids: Vec<RequestId>,
 }
 
@@ -38,6 +44,8 @@ pub(crate) struct StepLoop<E: Executor> {
     inflight: VecDeque<Inflight>,
     /// Requests ended since the last launch (the executor drops their state).
     released: Vec<RequestId>,
+    /// Step failures since the last successful collect.
+    failures_in_a_row: u32,
 }
 
 impl<E: Executor> StepLoop<E> {
@@ -55,13 +63,14 @@ impl<E: Executor> StepLoop<E> {
             live: HashMap::new(),
             inflight: VecDeque::new(),
             released: Vec::new(),
+            failures_in_a_row: 0,
         }
     }
 
     /// Runs until shutdown or an executor failure; every live request then gets `Failed`.
     pub fn run(mut self) {
         let why = match self.serve() {
-            Ok(()) => "shut down".to_string(),
+            Ok(()) => "the engine was shut down".to_string(),
             Err(why) => why,
         };
         self.shared.stop(why.clone());
@@ -79,15 +88,65 @@ impl<E: Executor> StepLoop<E> {
             for &(id, reason) in &plan.finished {
                 self.finish(id, reason);
             }
-            if !plan.is_empty() {
-                self.launch(&plan)?;
-            }
-            // Overlap keeps the step just launched running while the previous one is committed.
-            let keep = usize::from(self.options.overlap && !plan.is_empty());
-            while self.inflight.len() > keep {
-                self.collect_and_commit()?;
+            if let Err(error) = self.run_step(&plan) {
+                self.recover(error)?;
             }
         }
+    }
+
+    /// Launches `plan` (unless empty) and collects what overlap does not keep running.
+    fn run_step(&mut self, plan: &StepPlan) -> Result<(), ExecutorError> {
+        if !plan.is_empty() {
+            self.launch(plan)?;
+        }
+        // Overlap keeps the step just launched running while the previous one is committed.
+        let keep = usize::from(self.options.overlap && !plan.is_empty());
+        while self.inflight.len() > keep {
+            self.collect_and_commit()?;
+        }
+        Ok(())
+    }
+
+    /// After a failed step: fails the requests of every uncollected step (a later step may
+    /// read an earlier one's tokens), settles those steps with the scheduler and resets the
+    /// executor. `Err` (the engine stops) when the failure is fatal, the executor cannot
+    /// reset, or steps keep failing.
+    fn recover(&mut self, error: ExecutorError) -> Result<(), String> {
+        self.failures_in_a_row += 1;
+        if error.fatal {
+            return Err(format!("the executor failed fatally: {error}"));
+        }
+        if self.failures_in_a_row >= MAX_CONSECUTIVE_STEP_FAILURES {
+            return Err(format!(
+                "the executor failed {} steps in a row (last: {error})",
+                self.failures_in_a_row
+            ));
+        }
+        if let Err(reset) = self.executor.reset() {
+            return Err(format!("{error}; the executor cannot recover: {reset}"));
+        }
+        let message = format!("{error} (the request was in the failed step)");
+        let steps: Vec<Inflight> = self.inflight.drain(..).collect();
+        for id in steps.iter().flat_map(|s| &s.request_ids) {
+            if let Some(live) = self.live.remove(id) {
+                let _ = self.shared.scheduler().abort(*id);
+                let _ = live.events.send(RequestEvent::Failed(message.clone()));
+                self.released.push(*id);
+            }
+        }
+        // Every row of these steps is stale now: placeholder tokens just retire the steps.
+        let mut scheduler = self.shared.scheduler();
+        for step in steps {
+            let sampled = vec![0; step.sample_ids.len()];
+            let result = StepResult {
+                step: step.step,
+                sampled,
+            };
+            if let Err(e) = scheduler.commit(result) {
+                return Err(format!("{error}; retiring step {}: {e}", step.step));
+            }
+        }
+        Ok(())
     }
 
     /// Applies pending commands, blocking for one when there is nothing to do. Returns false
@@ -164,7 +223,7 @@ impl<E: Executor> StepLoop<E> {
         }
     }
 
-    fn launch(&mut self, plan: &StepPlan) -> Result<(), String> {
+    fn launch(&mut self, plan: &StepPlan) -> Result<(), ExecutorError> {
         let mut admitted = Vec::new();
         {
             let scheduler = self.shared.scheduler();
@@ -201,41 +260,45 @@ impl<E: Executor> StepLoop<E> {
                 Some(Admitted { id, meta, output })
             })
             .collect();
+        // Recorded before launching: a failed launch leaves a step for `recover` to settle.
+        self.inflight.push_back(Inflight {
+            step: plan.step,
+            request_ids: plan.request_ids.clone(),
+            sample_ids,
+        });
         let work = Launch {
             plan,
             admitted,
             released: &self.released,
             num_logprobs: &num_logprobs,
         };
-        self.executor.launch(work).map_err(|e| e.to_string())?;
+        self.executor.launch(work)?;
         self.released.clear();
-        self.inflight.push_back(Inflight {
-            step: plan.step,
-            sample_ids,
-        });
         Ok(())
     }
 
-    fn collect_and_commit(&mut self) -> Result<(), String> {
+    /// Collects the oldest uncollected step; it stays recorded until collected, so a failure
+    /// leaves it for `recover`.
+    fn collect_and_commit(&mut self) -> Result<(), ExecutorError> {
+        let Some(front) = self.inflight.front() else {
+            return Ok(());
+        };
+        let output = self.executor.collect(front.step)?;
+        output.validate(front.sample_ids.len())?;
         let Some(step) = self.inflight.pop_front() else {
             return Ok(());
         };
-        let output = self
-            .executor
-            .collect(step.step)
-            .map_err(|e| e.to_string())?;
-        output
-            .validate(step.sample_ids.len())
-            .map_err(|e| e.to_string())?;
+        self.failures_in_a_row = 0;
         let result = StepResult {
             step: step.step,
             sampled: output.sampled.clone(),
         };
+        // The scheduler refusing a well-formed result is a bug in the engine: stop.
         let committed = self
             .shared
             .scheduler()
             .commit(result)
-            .map_err(|e| format!("commit of step {}: {e}", step.step))?;
+            .map_err(|e| ExecutorError::fatal(format!("commit of step {}: {e}", step.step)))?;
         self.stream(&step, &output, committed);
         Ok(())
     }

@@ -32,7 +32,7 @@ impl Executor for Fake {
     fn launch(&mut self, work: Launch<'_, ()>) -> Result<(), ExecutorError> {
         let plan = work.plan;
         if Some(plan.step) == self.fail_at_step {
-            return Err(ExecutorError("injected failure".into()));
+            return Err(ExecutorError::new("injected failure"));
         }
         let mut ids = plan.input_ids.clone();
         for (&dst, &src) in plan.prev_token_dst.iter().zip(&plan.prev_token_src) {

@@ -21,11 +21,23 @@ impl PyExecutor {
     }
 }
 
-/// A Python exception as an executor error (the traceback goes to stderr).
+/// A Python exception as an executor error (the traceback goes to stderr). Fatal when the
+/// exception says so (`fatal = True` attribute) or is a CUDA error, which leaves the device
+/// context unusable.
 fn py_error(py: Python<'_>, err: PyErr, call: &str) -> ExecutorError {
     let message = err.to_string();
+    let marked = err
+        .value(py)
+        .getattr("fatal")
+        .and_then(|f| f.is_truthy())
+        .unwrap_or(false);
     err.print(py);
-    ExecutorError(format!("{call} raised {message}"))
+    let message = format!("{call} raised {message}");
+    if marked || message.contains("CUDA error") {
+        ExecutorError::fatal(message)
+    } else {
+        ExecutorError::new(message)
+    }
 }
 
 /// The plan's arrays as a dict of `bytes` (dtype in the key's documentation on the Python
@@ -114,6 +126,18 @@ impl Executor for PyExecutor {
                 .call_method1(py, "collect", (step,))
                 .map_err(|e| py_error(py, e, "collect()"))?;
             parse_output(out.bind(py)).map_err(|e| py_error(py, e, "collect() result"))
+        })
+    }
+
+    fn reset(&mut self) -> Result<(), ExecutorError> {
+        Python::attach(|py| {
+            let obj = self.obj.bind(py);
+            if !obj.hasattr("reset").unwrap_or(false) {
+                return Err(ExecutorError::fatal("the executor has no reset()"));
+            }
+            obj.call_method0("reset")
+                .map_err(|e| py_error(py, e, "reset()"))?;
+            Ok(())
         })
     }
 }

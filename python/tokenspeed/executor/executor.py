@@ -14,6 +14,7 @@ from collections import deque
 import numpy as np
 import torch
 
+from tokenspeed.executor import faults
 from tokenspeed.executor.cuda_graphs import DecodeGraphs
 from tokenspeed.executor.memory import PoolSizes
 from tokenspeed.executor.requests import RequestMeta, RequestState
@@ -65,6 +66,8 @@ class Executor:
                 raise TypeError(f"request {rid}: meta must be a RequestMeta, got {type(meta)}")
             out = np.frombuffer(output, dtype=np.uint32).tolist()
             self.requests[rid] = RequestState(meta, out, self.vocab, self.device)
+        if faults.ENABLED:  # test-only hook (TOKENSPEED_FAULT_FILE)
+            faults.check(int(plan["step"]))
         inputs = build_step_inputs(a, self.prev_tokens, self.device)
         if len(a["copy_src"]):
             self.state_cache.copy_slots(inputs.copy_src, inputs.copy_dst)  # copy on write
@@ -92,6 +95,12 @@ class Executor:
             out.top_ids.cpu().numpy().astype(np.uint32).tobytes(),
             out.top_logprobs.cpu().numpy().astype(np.float32).tobytes(),
         )
+
+    def reset(self) -> None:
+        """After a failed step: forget launched, uncollected steps (the engine fails their
+        requests) and the previous step's samples, which no surviving request reads."""
+        self.launched.clear()
+        self.prev_tokens = None
 
     # ---- sampling inputs --------------------------------------------------------------------
     def _row_requests(self, a: dict[str, np.ndarray]) -> list[RequestState | None]:
