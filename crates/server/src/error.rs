@@ -40,6 +40,14 @@ pub enum ApiError {
         /// Request path.
         path: String,
     },
+    /// The route exists but not for this method (405; the `Allow` header lists the methods).
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// HTTP method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
     /// The request body is over the limit (413).
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -83,6 +91,7 @@ impl ApiError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -97,6 +106,7 @@ impl ApiError {
             Self::Unauthorized => ("authentication_error", "invalid_api_key"),
             Self::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
             Self::RouteNotFound { .. } => ("invalid_request_error", "not_found"),
+            Self::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),
             Self::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             Self::Overloaded { .. } => ("rate_limit_error", "server_overloaded"),
             Self::Engine(_) => ("server_error", "engine_error"),

@@ -144,14 +144,16 @@ pub(super) fn choice_output(
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatCompletionRequest,
     responses(
         (status = 200, description = "The completion (or an SSE stream of chunks when `stream`)",
-            body = ChatCompletionResponse),
+            content((ChatCompletionResponse = "application/json"),
+                (crate::protocol::ChatCompletionChunk = "text/event-stream"))),
         (status = 400, description = "Invalid request", body = ErrorResponse),
         (status = 401, description = "Bad API key", body = ErrorResponse),
         (status = 404, description = "Unknown model", body = ErrorResponse),
         (status = 413, description = "Body too large", body = ErrorResponse),
         (status = 429, description = "Overloaded", body = ErrorResponse),
         (status = 500, description = "Engine failure", body = ErrorResponse),
-        (status = 503, description = "Engine not running", body = ErrorResponse),
+        (status = 503, description = "Engine not running or server shutting down",
+            body = ErrorResponse),
     ))]
 pub async fn chat_completions(
     State(state): State<AppState>,

@@ -45,11 +45,16 @@ struct TextCompletion {
 #[utoipa::path(post, path = "/v1/completions", request_body = CompletionRequest,
     responses(
         (status = 200, description = "The completion (or an SSE stream when `stream`)",
-            body = CompletionResponse),
+            content((CompletionResponse = "application/json"),
+                (CompletionResponse = "text/event-stream"))),
         (status = 400, description = "Invalid request", body = ErrorResponse),
+        (status = 401, description = "Bad API key", body = ErrorResponse),
         (status = 404, description = "Unknown model", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
         (status = 429, description = "Overloaded", body = ErrorResponse),
         (status = 500, description = "Engine failure", body = ErrorResponse),
+        (status = 503, description = "Engine not running or server shutting down",
+            body = ErrorResponse),
     ))]
 pub async fn completions(
     State(state): State<AppState>,

@@ -11,7 +11,9 @@ use crate::protocol::{HealthResponse, ModelCard, ModelList};
 use crate::state::AppState;
 
 /// Lists the served model.
-#[utoipa::path(get, path = "/v1/models", responses((status = 200, body = ModelList)))]
+#[utoipa::path(get, path = "/v1/models", responses((status = 200, body = ModelList),
+    (status = 401, description = "Bad API key", body = ErrorResponse),
+    (status = 503, description = "Server shutting down", body = ErrorResponse)))]
 pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
     Json(ModelList {
         object: "list".into(),
@@ -38,7 +40,8 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse
 
 /// Prometheus metrics (text format 0.0.4).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, body = String,
-    content_type = "text/plain")))]
+    content_type = "text/plain"),
+    (status = 503, description = "Server shutting down", body = ErrorResponse)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let generator = std::sync::Arc::clone(&state.generator);
     // Reading the stats takes the scheduler lock: keep it off the async workers.

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(info::openapi));
     let body_limit = state.config.max_body_bytes;
     api.merge(operations)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -55,6 +56,14 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found(request: Request) -> ApiError {
     ApiError::RouteNotFound {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+    }
+}
+
+/// A known path with another method: an OpenAI-shaped 405 (axum adds the `Allow` header).
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::MethodNotAllowed {
         method: request.method().to_string(),
         path: request.uri().path().to_string(),
     }

@@ -17,7 +17,11 @@ use crate::validate;
 /// Tokenizes a prompt, or a conversation rendered with the chat template.
 #[utoipa::path(post, path = "/tokenize", request_body = TokenizeRequest, responses(
     (status = 200, body = TokenizeResponse),
-    (status = 400, description = "Invalid request", body = ErrorResponse)))]
+    (status = 400, description = "Invalid request", body = ErrorResponse),
+    (status = 401, description = "Bad API key", body = ErrorResponse),
+    (status = 404, description = "Unknown model", body = ErrorResponse),
+    (status = 413, description = "Body too large", body = ErrorResponse),
+    (status = 503, description = "Server shutting down", body = ErrorResponse)))]
 pub async fn tokenize(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<TokenizeRequest>,
@@ -64,7 +68,11 @@ pub async fn tokenize(
 /// Decodes token ids (special tokens included).
 #[utoipa::path(post, path = "/detokenize", request_body = DetokenizeRequest, responses(
     (status = 200, body = DetokenizeResponse),
-    (status = 400, description = "Invalid token id", body = ErrorResponse)))]
+    (status = 400, description = "Invalid token id", body = ErrorResponse),
+    (status = 401, description = "Bad API key", body = ErrorResponse),
+    (status = 404, description = "Unknown model", body = ErrorResponse),
+    (status = 413, description = "Body too large", body = ErrorResponse),
+    (status = 503, description = "Server shutting down", body = ErrorResponse)))]
 pub async fn detokenize(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<DetokenizeRequest>,
