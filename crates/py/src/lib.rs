@@ -14,8 +14,9 @@ fn core_version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
+/// The `tokenspeed._core` module (also registered by the `tokenspeed-server` binary).
 #[pymodule]
-fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(core_version, m)?)?;
     m.add_class::<engine::Engine>()?;
     m.add_class::<engine::RequestStream>()?;

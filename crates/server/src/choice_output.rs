@@ -44,6 +44,8 @@ pub struct ChoiceOutput {
     tools: Option<Box<dyn ToolCallParser>>,
     /// Tokens that count as output (those before a stop string matched).
     pub completion_tokens: usize,
+    /// Of `completion_tokens`, those that were (or ended) reasoning.
+    pub reasoning_tokens: usize,
     /// A tool call was started.
     pub made_tool_call: bool,
 }
@@ -62,6 +64,7 @@ impl ChoiceOutput {
             reasoning,
             tools,
             completion_tokens: 0,
+            reasoning_tokens: 0,
             made_tool_call: false,
         }
     }
@@ -77,13 +80,29 @@ impl ChoiceOutput {
             return Ok(Piece::default());
         }
         self.completion_tokens += 1;
+        let was_reasoning = self.in_reasoning();
         let text = self.decoder.step(token).map_err(decode_error)?;
         let step = self.stop.push(&text);
         let mut piece = self.route(&step.text);
+        if was_reasoning || self.in_reasoning() {
+            self.reasoning_tokens += 1;
+        }
         if self.stopped() {
             piece.extend(self.flush());
         }
         Ok(piece)
+    }
+
+    /// Feeds text the prompt put in the answer's mouth (a forced tool-call opening) through
+    /// the parsers, as if generated, without counting tokens or matching stop strings.
+    pub fn prime(&mut self, text: &str) -> Piece {
+        self.route(text)
+    }
+
+    fn in_reasoning(&self) -> bool {
+        self.reasoning
+            .as_ref()
+            .is_some_and(ReasoningParser::in_reasoning)
     }
 
     /// Ends the choice, releasing everything held back.

@@ -46,7 +46,3 @@ pub use engine_backend::{EngineGenerator, MetaFactory};
 pub use error::ApiError;
 pub use generator::{EventSink, GenerateRequest, Generator};
 pub use state::{AppState, ServerBuilder, ServerConfig};
-
-/// Message of the standalone binary until it embeds the Python executor.
-pub const NOT_BUILT_YET: &str = "tokenspeed-server: the standalone binary does not embed the \
-     Python executor yet; run `tokenspeed serve` (the Python console script) instead";

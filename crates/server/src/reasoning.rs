@@ -60,6 +60,11 @@ impl ReasoningParser {
         self
     }
 
+    /// Whether the output is inside its reasoning now (what follows is reasoning text).
+    pub fn in_reasoning(&self) -> bool {
+        matches!(self.state, State::Reasoning { .. })
+    }
+
     /// Feeds the next text delta.
     pub fn push(&mut self, delta: &str) -> ReasoningDelta {
         self.buf.push_str(delta);

@@ -143,6 +143,22 @@ pub fn limits(fields: &SamplingFields, max_tokens: Option<i64>) -> Result<Limits
 pub fn max_new_tokens(
     prompt_len: usize,
     requested: Option<usize>,
+    min_tokens: usize,
+    max_model_len: usize,
+) -> Result<usize, ApiError> {
+    let budget = output_budget(prompt_len, requested, max_model_len)?;
+    if min_tokens > budget {
+        return Err(ApiError::invalid(
+            "min_tokens",
+            format!("{min_tokens} is more than the {budget} tokens this request may generate"),
+        ));
+    }
+    Ok(budget)
+}
+
+fn output_budget(
+    prompt_len: usize,
+    requested: Option<usize>,
     max_model_len: usize,
 ) -> Result<usize, ApiError> {
     if prompt_len == 0 {
@@ -269,20 +285,66 @@ pub fn tools(tools: &[Json]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Whether tool calls are parsed: `tool_choice` `"auto"` (default) parses, `"none"` does not;
-/// forcing a call (`"required"` or a named function) needs constrained decoding, which this
-/// server does not have, so it is refused rather than silently ignored.
-pub fn tool_choice(choice: Option<&Json>) -> Result<bool, ApiError> {
-    match choice {
-        None | Some(Json::Null) => Ok(true),
-        Some(Json::String(s)) if s == "auto" => Ok(true),
-        Some(Json::String(s)) if s == "none" => Ok(false),
-        Some(other) => Err(ApiError::invalid(
+/// What `tool_choice` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// Parse calls if the model makes them (the default).
+    Auto,
+    /// Do not parse calls: everything is content.
+    None,
+    /// The model must call one of the tools.
+    Required,
+    /// The model must call this tool.
+    Named(String),
+}
+
+impl ToolChoice {
+    /// Whether the answer must be a call.
+    pub fn forces_call(&self) -> bool {
+        matches!(self, Self::Required | Self::Named(_))
+    }
+}
+
+/// Parses `tool_choice` (`"auto"`, `"none"`, `"required"` or
+/// `{"type": "function", "function": {"name": ...}}`) against the request's `tools`.
+pub fn tool_choice(choice: Option<&Json>, tools: Option<&[Json]>) -> Result<ToolChoice, ApiError> {
+    let parsed = match choice {
+        None | Some(Json::Null) => ToolChoice::Auto,
+        Some(Json::String(s)) if s == "auto" => ToolChoice::Auto,
+        Some(Json::String(s)) if s == "none" => ToolChoice::None,
+        Some(Json::String(s)) if s == "required" => ToolChoice::Required,
+        Some(Json::Object(o)) => match o.get("function").and_then(|f| f.get("name")) {
+            Some(Json::String(name)) if o.get("type").is_none_or(|t| t == "function") => {
+                ToolChoice::Named(name.clone())
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    "an object must be {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                ))
+            }
+        },
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                format!("{other} is not \"auto\", \"none\", \"required\" or a named function"),
+            ))
+        }
+    };
+    let names: Vec<&str> = tools
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t.get("function")?.get("name")?.as_str())
+        .collect();
+    match &parsed {
+        ToolChoice::Required if names.is_empty() => Err(ApiError::invalid(
             "tool_choice",
-            format!(
-                "{other} is not supported: only \"auto\" and \"none\" (forcing a call needs \
-                 constrained decoding)"
-            ),
+            "\"required\" needs a non-empty `tools` list",
         )),
+        ToolChoice::Named(name) if !names.contains(&name.as_str()) => Err(ApiError::invalid(
+            "tool_choice",
+            format!("function '{name}' is not in `tools`"),
+        )),
+        _ => Ok(parsed),
     }
 }

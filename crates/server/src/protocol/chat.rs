@@ -20,7 +20,8 @@ pub struct ChatCompletionRequest {
     /// "parameters"}}` with `parameters` a JSON schema object.
     #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<Json>>,
-    /// `"auto"` (default with tools) or `"none"`.
+    /// `"auto"` (default), `"none"`, `"required"` or `{"type": "function", "function": {"name"}}`:
+    /// the last two force a call by opening it in the prompt (no reasoning then).
     #[schema(value_type = Option<Object>)]
     pub tool_choice: Option<Json>,
     /// Most tokens to generate (default: up to the context length).

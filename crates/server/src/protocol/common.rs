@@ -86,6 +86,16 @@ pub struct Usage {
     pub total_tokens: usize,
     /// Prefix-cache details.
     pub prompt_tokens_details: PromptTokensDetails,
+    /// Reasoning-token count (chat completions only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// Completion token details.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct CompletionTokensDetails {
+    /// Generated tokens that were reasoning (inside `<think>…</think>`).
+    pub reasoning_tokens: usize,
 }
 
 impl Usage {
@@ -95,6 +105,13 @@ impl Usage {
         self.completion_tokens += completion;
         self.total_tokens += prompt + completion;
         self.prompt_tokens_details.cached_tokens += cached;
+    }
+
+    /// Adds one chat choice's reasoning tokens (creating the details).
+    pub fn add_reasoning(&mut self, reasoning_tokens: usize) {
+        self.completion_tokens_details
+            .get_or_insert_with(CompletionTokensDetails::default)
+            .reasoning_tokens += reasoning_tokens;
     }
 }
 

@@ -22,7 +22,7 @@ use crate::reasoning::ReasoningParser;
 use crate::state::AppState;
 use crate::template::ChatInput;
 use crate::tool_parser::{collect, ToolCallEvent};
-use crate::validate::{self, MAX_TOP_LOGPROBS};
+use crate::validate::{self, ToolChoice, MAX_TOP_LOGPROBS};
 
 /// A validated, tokenized chat request.
 pub(super) struct PreparedChat {
@@ -33,6 +33,9 @@ pub(super) struct PreparedChat {
     /// The prompt opened `<think>` (thinking on).
     pub thinking: bool,
     pub tools: Option<Vec<serde_json::Value>>,
+    /// A forced tool-call opening appended to the prompt (`tool_choice` required or named):
+    /// the parsers see it as the start of the answer.
+    pub forced_opening: Option<String>,
     pub stream: bool,
     pub include_usage: bool,
 }
@@ -40,12 +43,19 @@ pub(super) struct PreparedChat {
 fn prepare_fields(
     state: &AppState,
     request: &ChatCompletionRequest,
-) -> Result<(validate::Limits, Option<u32>, bool), ApiError> {
+) -> Result<(validate::Limits, Option<u32>, ToolChoice), ApiError> {
     check_model(state, request.model.as_deref())?;
     validate::messages(&request.messages)?;
-    let parse_tools = validate::tool_choice(request.tool_choice.as_ref())?;
     if let Some(tools) = &request.tools {
         validate::tools(tools)?;
+    }
+    let tool_choice =
+        validate::tool_choice(request.tool_choice.as_ref(), request.tools.as_deref())?;
+    if tool_choice.forces_call() && state.config.tool_parser.is_none() {
+        return Err(ApiError::invalid(
+            "tool_choice",
+            "forcing a call needs a tool-call parser (the server runs with --tool-call-parser none)",
+        ));
     }
     let limits = validate::limits(
         &request.sampling,
@@ -67,7 +77,17 @@ fn prepare_fields(
         }
         (true, k) => Some(k.unwrap_or(0)),
     };
-    Ok((limits, logprobs, parse_tools))
+    Ok((limits, logprobs, tool_choice))
+}
+
+/// The forced opening of `choice` in the server's dialect (`None` unless a call is forced).
+fn forced_opening(state: &AppState, choice: &ToolChoice) -> Option<String> {
+    let kind = state.config.tool_parser?;
+    match choice {
+        ToolChoice::Required => Some(kind.forced_call_opening(None)),
+        ToolChoice::Named(name) => Some(kind.forced_call_opening(Some(name))),
+        ToolChoice::Auto | ToolChoice::None => None,
+    }
 }
 
 /// Validates, renders and tokenizes (rendering and tokenization off the async workers).
@@ -75,7 +95,10 @@ async fn prepare(
     state: &AppState,
     request: ChatCompletionRequest,
 ) -> Result<PreparedChat, ApiError> {
-    let (limits, logprobs, parse_tools) = prepare_fields(state, &request)?;
+    let (limits, logprobs, tool_choice) = prepare_fields(state, &request)?;
+    let forced = forced_opening(state, &tool_choice);
+    let render_forced = forced.clone();
+    let min_tokens = limits.min_tokens;
     let (template, tokenizer) = (Arc::clone(&state.template), Arc::clone(&state.tokenizer));
     let max_model_len = state.config.max_model_len;
     let requested = limits.max_tokens;
@@ -88,7 +111,7 @@ async fn prepare(
     } = request;
     let render_tools = tools.clone();
     let (prompt, thinking, max_tokens) = blocking(move || {
-        let text = template
+        let mut text = template
             .render(&ChatInput {
                 messages: &messages,
                 tools: render_tools.as_deref(),
@@ -96,11 +119,21 @@ async fn prepare(
                 kwargs: chat_template_kwargs.as_ref(),
             })
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let thinking = text.trim_end().ends_with("<think>");
+        let mut thinking = text.trim_end().ends_with("<think>");
+        if let Some(opening) = render_forced {
+            // A forced call skips reasoning: close an opened <think> the way the template
+            // writes a thinking-off turn, then open the call.
+            if thinking {
+                text.push_str("\n</think>\n\n");
+                thinking = false;
+            }
+            text.push_str(&opening);
+        }
         let prompt = tokenizer
             .encode(&text, false)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let max_tokens = validate::max_new_tokens(prompt.len(), requested, max_model_len)?;
+        let max_tokens =
+            validate::max_new_tokens(prompt.len(), requested, min_tokens, max_model_len)?;
         Ok((prompt, thinking, max_tokens))
     })
     .await?;
@@ -110,7 +143,12 @@ async fn prepare(
         max_tokens,
         logprobs,
         thinking,
-        tools: if parse_tools { tools } else { None },
+        tools: if tool_choice == ToolChoice::None {
+            None
+        } else {
+            tools
+        },
+        forced_opening: forced,
         stream: sampling.stream,
         include_usage: sampling.stream_options.is_some_and(|o| o.include_usage),
     })
@@ -204,6 +242,11 @@ async fn complete(
     let mut collected: Vec<Collected> = (0..generation.len())
         .map(|_| Collected::default())
         .collect();
+    if let Some(opening) = &prepared.forced_opening {
+        for (output, acc) in outputs.iter_mut().zip(&mut collected) {
+            acc.add(output.prime(opening));
+        }
+    }
     while let Some((i, event)) = generation.next().await {
         let (Some(output), Some(acc)) = (outputs.get_mut(i), collected.get_mut(i)) else {
             continue;
@@ -246,6 +289,7 @@ async fn complete(
             (0, 0)
         };
         usage.add(prompt, output.completion_tokens, cached);
+        usage.add_reasoning(output.reasoning_tokens);
         let calls = collect(&acc.calls).calls;
         let reasoning = (!acc.reasoning.is_empty()).then_some(acc.reasoning);
         choices.push(ChatChoice {

@@ -69,6 +69,12 @@ pub fn respond(
             ..ChatDelta::default()
         };
         stream.push_chunk(index, delta, None);
+        if let Some(opening) = &prepared.forced_opening {
+            let piece = stream.outputs[index].prime(opening);
+            if !piece.is_empty() {
+                stream.push_piece(index, piece, None);
+            }
+        }
     }
     let events = futures_util::stream::unfold(stream, |mut stream| async move {
         let event = stream.next_event().await?;
@@ -135,6 +141,7 @@ impl ChatStream {
                     finish = "tool_calls".into();
                 }
                 let completion = output.completion_tokens;
+                self.usage.add_reasoning(output.reasoning_tokens);
                 let (prompt, cached) = if index == 0 {
                     (self.prompt_len, num_cached_tokens)
                 } else {

@@ -74,6 +74,7 @@ pub async fn completions(
     let tokenizer = Arc::clone(&state.tokenizer);
     let max_model_len = state.config.max_model_len;
     let requested = limits.max_tokens;
+    let min_tokens = limits.min_tokens;
     let prompt = request.prompt;
     let prompts = blocking(move || {
         let prompts = match prompt {
@@ -98,7 +99,8 @@ pub async fn completions(
                         format!("token id {bad} is outside the vocabulary of {vocab}"),
                     ));
                 }
-                let max_tokens = validate::max_new_tokens(ids.len(), requested, max_model_len)?;
+                let max_tokens =
+                    validate::max_new_tokens(ids.len(), requested, min_tokens, max_model_len)?;
                 Ok(ChoicePlan {
                     prompt: ids,
                     max_tokens,

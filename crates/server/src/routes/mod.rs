@@ -104,3 +104,5 @@ async fn count_response(State(state): State<AppState>, request: Request, next: N
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tool_choice_tests;

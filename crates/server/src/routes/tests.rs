@@ -18,8 +18,10 @@ use crate::test_support::byte_level_tokenizer;
 use crate::tokenizer::Tokenizer;
 
 /// Answers every request with the tokens of `script` (or hangs, or fails).
-struct Scripted {
+pub(super) struct Scripted {
     tokens: Vec<u32>,
+    /// The prompts submitted, in order.
+    pub(super) prompts: Mutex<Vec<Vec<u32>>>,
     hang: bool,
     fail: Option<String>,
     healthy: AtomicBool,
@@ -28,9 +30,10 @@ struct Scripted {
 }
 
 impl Scripted {
-    fn new(tokenizer: &Tokenizer, script: &str) -> Self {
+    pub(super) fn new(tokenizer: &Tokenizer, script: &str) -> Self {
         Self {
             tokens: tokenizer.encode(script, false).unwrap(),
+            prompts: Mutex::new(Vec::new()),
             hang: false,
             fail: None,
             healthy: AtomicBool::new(true),
@@ -42,6 +45,10 @@ impl Scripted {
 
 impl Generator for Scripted {
     fn submit(&self, request: GenerateRequest, sink: EventSink) -> Result<(), String> {
+        self.prompts
+            .lock()
+            .unwrap()
+            .push(request.spec.prompt.clone());
         if let Some(message) = &self.fail {
             sink.send(RequestEvent::Failed(message.clone()));
             return Ok(());
@@ -91,27 +98,27 @@ const TOOL_SCRIPT: &str = "Checking.</think>\n\nLet me look.<tool_call>\n<functi
     <parameter=city>\nParis\n</parameter>\n<parameter=days>\n3\n</parameter>\n</function>\n\
     </tool_call>";
 
-fn tools() -> Value {
+pub(super) fn tools() -> Value {
     json!([{"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object",
         "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}])
 }
 
-fn app(generator: Arc<Scripted>, config: ServerConfig) -> Router {
+pub(super) fn app(generator: Arc<Scripted>, config: ServerConfig) -> Router {
     let tokenizer = Arc::new(byte_level_tokenizer());
     ServerBuilder::new(generator, tokenizer)
         .config(config)
         .router()
 }
 
-fn post(path: &str, body: Value) -> Request<Body> {
+pub(super) fn post(path: &str, body: Value) -> Request<Body> {
     Request::post(path)
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
         .unwrap()
 }
 
-async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String) {
+pub(super) async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
@@ -119,7 +126,7 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String) {
 }
 
 /// The JSON payloads of an SSE body, without `[DONE]`.
-fn sse_payloads(body: &str) -> Vec<Value> {
+pub(super) fn sse_payloads(body: &str) -> Vec<Value> {
     assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
     body.lines()
         .filter_map(|l| l.strip_prefix("data: "))

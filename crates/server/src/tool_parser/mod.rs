@@ -124,6 +124,23 @@ impl ToolParserKind {
     }
 }
 
+impl ToolParserKind {
+    /// The text that opens a call in this dialect, up to and including the function name
+    /// when `name` is given, else up to where the name starts. Appended to the prompt, it
+    /// forces a call (`tool_choice` `"required"` or named) without constrained decoding.
+    pub fn forced_call_opening(self, name: Option<&str>) -> String {
+        match (self, name) {
+            (Self::QwenXml, Some(name)) => format!("{CALL_START}\n<function={name}>\n"),
+            (Self::QwenXml, None) => format!("{CALL_START}\n<function="),
+            (Self::Hermes, Some(name)) => {
+                let name = Json::String(name.to_string());
+                format!("{CALL_START}\n{{\"name\": {name}, \"arguments\": ")
+            }
+            (Self::Hermes, None) => format!("{CALL_START}\n{{\"name\": \""),
+        }
+    }
+}
+
 /// Parses a whole output.
 pub fn parse_complete(parser: &mut dyn ToolCallParser, text: &str) -> ParsedOutput {
     let mut events = parser.push(text);
