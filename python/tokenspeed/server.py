@@ -41,6 +41,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-request-bytes", type=int, default=32 << 20, help="beyond this, answer 413")
     add("--seed", type=int, default=0, help="seed of unseeded requests' sampling")
     add(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="on SIGTERM/SIGINT, seconds in-flight requests may finish (new ones get 503)",
+    )
+    add(
         "--load-format",
         default="auto",
         choices=["auto", "safetensors", "dummy"],
@@ -157,6 +163,7 @@ def serve(args: argparse.Namespace) -> int:
             chat_template=args.chat_template,
             max_pending=args.max_pending_requests,
             max_body_bytes=args.max_request_bytes,
+            shutdown_timeout=args.shutdown_timeout,
         )
     except KeyboardInterrupt:  # SIGINT is also seen by Python once the server returned
         pass

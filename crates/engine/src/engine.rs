@@ -10,6 +10,9 @@ use tokenspeed_scheduler::{RequestId, RequestSpec, Scheduler, SchedulerStats};
 use crate::step_loop::StepLoop;
 use crate::{EngineError, Executor, RequestEvent};
 
+/// Why live requests fail when the engine is shut down.
+const SHUT_DOWN: &str = "the engine was shut down";
+
 /// How the loop runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
@@ -50,7 +53,8 @@ impl<M> Submission<M> {
 pub(crate) enum Command<M> {
     Submit(Submission<M>, Sender<RequestEvent>),
     Abort(RequestId),
-    Shutdown,
+    /// Stop the loop; live requests fail with this message.
+    Shutdown(String),
 }
 
 /// State shared between the handle and the loop. The scheduler lock is only held for
@@ -160,9 +164,15 @@ impl<M: Send + 'static> Engine<M> {
         self.shared.stopped()
     }
 
+    /// Stops the loop without waiting: every live request gets `Failed(why)` and later calls
+    /// fail with [`EngineError::Stopped`]. Used when a server's drain times out.
+    pub fn stop(&self, why: &str) {
+        let _ = self.commands.send(Command::Shutdown(why.to_string()));
+    }
+
     /// Stops the loop (live requests get `Failed`) and waits for the thread to exit.
     pub fn shutdown(mut self) {
-        let _ = self.commands.send(Command::Shutdown);
+        let _ = self.commands.send(Command::Shutdown(SHUT_DOWN.into()));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -171,6 +181,6 @@ impl<M: Send + 'static> Engine<M> {
 
 impl<M: Send + 'static> Drop for Engine<M> {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Shutdown);
+        let _ = self.commands.send(Command::Shutdown(SHUT_DOWN.into()));
     }
 }

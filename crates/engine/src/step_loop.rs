@@ -12,6 +12,9 @@ use crate::{
     TokenEvent,
 };
 
+/// Why live requests fail when every engine handle is gone.
+const GONE: &str = "the engine handle was dropped";
+
 /// Step failures in a row after which the executor is deemed broken (the engine stops).
 pub const MAX_CONSECUTIVE_STEP_FAILURES: u32 = 3;
 
@@ -69,20 +72,18 @@ impl<E: Executor> StepLoop<E> {
 
     /// Runs until shutdown or an executor failure; every live request then gets `Failed`.
     pub fn run(mut self) {
-        let why = match self.serve() {
-            Ok(()) => "the engine was shut down".to_string(),
-            Err(why) => why,
-        };
+        let (Ok(why) | Err(why)) = self.serve();
         self.shared.stop(why.clone());
         for (_, live) in self.live.drain() {
             let _ = live.events.send(RequestEvent::Failed(why.clone()));
         }
     }
 
-    fn serve(&mut self) -> Result<(), String> {
+    /// Serves until shut down (`Ok(why)`) or the executor is broken (`Err(why)`).
+    fn serve(&mut self) -> Result<String, String> {
         loop {
-            if !self.receive_commands() {
-                return Ok(());
+            if let Some(why) = self.receive_commands() {
+                return Ok(why);
             }
             let plan = self.shared.scheduler().schedule();
             for &(id, reason) in &plan.finished {
@@ -149,27 +150,27 @@ impl<E: Executor> StepLoop<E> {
         Ok(())
     }
 
-    /// Applies pending commands, blocking for one when there is nothing to do. Returns false
+    /// Applies pending commands, blocking for one when there is nothing to do. Returns why
     /// on shutdown.
-    fn receive_commands(&mut self) -> bool {
+    fn receive_commands(&mut self) -> Option<String> {
         loop {
             let idle = self.live.is_empty() && self.inflight.is_empty();
             let command = if idle {
                 match self.inbox.recv() {
                     Ok(command) => command,
-                    Err(_) => return false,
+                    Err(_) => return Some(GONE.into()),
                 }
             } else {
                 match self.inbox.try_recv() {
                     Ok(command) => command,
-                    Err(TryRecvError::Empty) => return true,
-                    Err(TryRecvError::Disconnected) => return false,
+                    Err(TryRecvError::Empty) => return None,
+                    Err(TryRecvError::Disconnected) => return Some(GONE.into()),
                 }
             };
             match command {
                 Command::Submit(submission, events) => self.submit(submission, events),
                 Command::Abort(id) => self.abort(id),
-                Command::Shutdown => return false,
+                Command::Shutdown(why) => return Some(why),
             }
         }
     }

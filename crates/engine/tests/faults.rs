@@ -261,3 +261,19 @@ fn failures_step_after_step_stop_the_engine() {
     let in_a_row = format!("failed {MAX_CONSECUTIVE_STEP_FAILURES} steps in a row");
     assert!(why.contains(&in_a_row), "{why}");
 }
+
+#[test]
+fn stop_fails_live_requests_with_its_reason() {
+    let engine = engine(Faults::default(), true);
+    let stream = submit(&engine, 1, &prompt(1), 100_000);
+    assert!(matches!(stream.recv().unwrap(), RequestEvent::Token(_)));
+    engine.stop("the server is shutting down");
+    match outcome(stream).1 {
+        RequestEvent::Failed(m) => assert_eq!(m, "the server is shutting down"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        engine.stopped().as_deref(),
+        Some("the server is shutting down")
+    );
+}

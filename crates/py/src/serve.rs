@@ -62,13 +62,15 @@ fn meta_factory(make_meta: Py<PyAny>) -> MetaFactory<Py<PyAny>> {
     })
 }
 
-/// Serves `engine` (which the server takes over) over HTTP until SIGINT/SIGTERM.
+/// Serves `engine` (which the server takes over) over HTTP until SIGINT/SIGTERM, then drains
+/// for up to `shutdown_timeout` seconds (new requests get 503; requests still running then
+/// end with an error).
 /// `make_meta(prompt: list[int], params: dict)` builds each request's executor payload.
 #[pyfunction]
 #[pyo3(signature = (engine, make_meta, *, model_dir, model_type, host="127.0.0.1".to_string(),
     port=8000, served_model_name, max_model_len, api_key=None, tool_call_parser="auto".to_string(),
     reasoning_parser="auto".to_string(), chat_template=None, max_pending=1024,
-    max_body_bytes=32 << 20))]
+    max_body_bytes=32 << 20, shutdown_timeout=30.0))]
 #[allow(clippy::too_many_arguments)]
 pub fn serve(
     py: Python<'_>,
@@ -86,7 +88,10 @@ pub fn serve(
     chat_template: Option<PathBuf>,
     max_pending: usize,
     max_body_bytes: usize,
+    shutdown_timeout: f64,
 ) -> PyResult<()> {
+    let drain_timeout = std::time::Duration::try_from_secs_f64(shutdown_timeout)
+        .map_err(|e| PyValueError::new_err(format!("shutdown_timeout: {e}")))?;
     let tool_parser = match tool_call_parser.as_str() {
         "none" => None,
         "auto" => Some(ToolParserKind::for_model_type(&model_type)),
@@ -119,10 +124,18 @@ pub fn serve(
     let builder = ServerBuilder::from_model_dir(shared, &model_dir, chat_template.as_deref())
         .map_err(PyValueError::new_err)?
         .config(config);
+    let stopper = Arc::clone(&generator);
+    let drain = tokenspeed_server::serve::Drain {
+        timeout: drain_timeout,
+        on_timeout: Some(Box::new(move || {
+            stopper.stop("the server is shutting down")
+        })),
+    };
     // The engine thread and the request handlers take the GIL themselves: release it here.
     py.detach(move || {
-        let result =
-            tokenspeed_server::serve::serve_blocking(&host, port, move || builder.router());
+        let result = tokenspeed_server::serve::serve_blocking_with(&host, port, drain, move || {
+            builder.router()
+        });
         if let Ok(generator) = Arc::try_unwrap(generator) {
             generator.shutdown();
         }

@@ -68,4 +68,8 @@ impl<M: Send + 'static> Generator for EngineGenerator<M> {
             None => Ok(()),
         }
     }
+
+    fn stop(&self, why: &str) {
+        self.engine.stop(why);
+    }
 }

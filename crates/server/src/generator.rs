@@ -46,4 +46,11 @@ pub trait Generator: Send + Sync + 'static {
 
     /// `Err(why)` once the engine can no longer serve.
     fn health(&self) -> Result<(), String>;
+
+    /// Ends every live generation with `Failed(why)` and refuses new ones (a server whose
+    /// drain timed out calls it so clients get an error, not a cut connection). The default
+    /// does nothing.
+    fn stop(&self, why: &str) {
+        let _ = why;
+    }
 }
