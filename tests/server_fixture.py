@@ -119,7 +119,7 @@ class Server:
 
     def metrics(self) -> dict[str, float]:
         """Unlabelled samples of `/metrics` by name (counters with their `_total` suffix)."""
-        status, text, _ = self.request("GET", "/metrics", key=None)
+        status, text, _ = self.request("GET", "/metrics")
         assert status == 200, text
         values = {}
         for family in text_string_to_metric_families(text):

@@ -237,7 +237,7 @@ def test_tokenize_messages_with_tools_matches_transformers(server: Server) -> No
 
 def test_metrics_parse_and_count(server: Server, client: openai.OpenAI, model: str) -> None:
     client.completions.create(model=model, prompt="count me", max_tokens=3)
-    status, text, headers = server.request("GET", "/metrics", key=None)
+    status, text, headers = server.request("GET", "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in (
@@ -391,7 +391,7 @@ def test_bad_inputs_get_their_status_and_the_server_keeps_serving(
 
 
 def test_openapi_document(server: Server) -> None:
-    status, doc, _ = server.request("GET", "/openapi.json", key=None)
+    status, doc, _ = server.request("GET", "/openapi.json")
     assert status == 200
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/models", "/tokenize",
                  "/detokenize", "/health", "/metrics"):  # fmt: skip

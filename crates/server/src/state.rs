@@ -15,8 +15,9 @@ use crate::template::ChatTemplate;
 use crate::tokenizer::Tokenizer;
 use crate::tool_parser::ToolParserKind;
 
-/// Server options (the HTTP-side flags of `tokenspeed serve`).
-#[derive(Debug, Clone)]
+/// Server options (the HTTP-side flags of `tokenspeed serve`). Its `Debug` form hides the
+/// API key, so logging the config cannot leak it.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// The name clients pass as `model`.
     pub served_model_name: String,
@@ -32,6 +33,20 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Generations (choices) admitted at once, running or queued; more get 429.
     pub max_pending: usize,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("served_model_name", &self.served_model_name)
+            .field("max_model_len", &self.max_model_len)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("tool_parser", &self.tool_parser)
+            .field("reasoning", &self.reasoning)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_pending", &self.max_pending)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {

@@ -25,19 +25,16 @@ pub use completions::__path_completions;
 pub use info::{__path_health, __path_list_models, __path_metrics};
 pub use tokenize::{__path_detokenize, __path_tokenize};
 
-/// The full API over `state`: OpenAI routes (behind the API key, if any), then the open
-/// operational routes.
+/// The full API over `state`: OpenAI routes and operational routes. With an API key, every
+/// request but `GET /health` needs it (unknown routes too: 401 before 404, so the routes
+/// cannot be probed without the key).
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/models", get(info::list_models))
         .route("/tokenize", post(tokenize::tokenize))
-        .route("/detokenize", post(tokenize::detokenize))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_api_key,
-        ));
+        .route("/detokenize", post(tokenize::detokenize));
     let operations = Router::new()
         .route("/health", get(info::health))
         .route("/metrics", get(info::metrics))
@@ -46,6 +43,10 @@ pub fn router(state: AppState) -> Router {
     api.merge(operations)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_response,
@@ -71,7 +72,8 @@ async fn method_not_allowed(request: Request) -> ApiError {
 
 /// `Authorization: Bearer <key>`, compared in constant time.
 async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(key) = &state.config.api_key {
+    let open = request.uri().path() == "/health"; // for load balancers and probes
+    if let (Some(key), false) = (&state.config.api_key, open) {
         let given = request
             .headers()
             .get(AUTHORIZATION)
