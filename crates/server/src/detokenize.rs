@@ -76,8 +76,16 @@ impl IncrementalDecoder {
         Ok((prefix, full))
     }
 
+    /// Ids the tokenizer does not know decode to nothing (as in Hugging Face `decode`): a
+    /// model's embedding table is often padded past the tokenizer (Qwen3.5: 248,320 rows for
+    /// 248,077 ids), and a model can sample those rows; that must not fail the request.
     fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
-        self.tokenizer.decode(ids, self.skip_special_tokens)
+        let known = |id: &u32| self.tokenizer.id_to_token(*id).is_some();
+        if ids.iter().all(known) {
+            return self.tokenizer.decode(ids, self.skip_special_tokens);
+        }
+        let ids: Vec<u32> = ids.iter().copied().filter(known).collect();
+        self.tokenizer.decode(&ids, self.skip_special_tokens)
     }
 }
 
@@ -119,6 +127,16 @@ mod tests {
         let pieces = stream(&tok, &ids, false);
         assert_eq!(pieces.last().unwrap(), "\u{FFFD}");
         assert_eq!(pieces.concat(), tok.decode(&ids, false).unwrap());
+    }
+
+    #[test]
+    fn ids_past_the_tokenizer_decode_to_nothing() {
+        let tok = Arc::new(byte_level_tokenizer());
+        let hello = tok.encode("hello 你好", false).unwrap();
+        let mut ids = hello.clone();
+        ids.insert(0, vocab_len() + 5);
+        ids.push(u32::MAX);
+        assert_eq!(stream(&tok, &ids, false).concat(), "hello 你好");
     }
 
     proptest! {
