@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from tokenspeed import _core
 from tokenspeed.engine import EngineArgs, EngineCore
 from tokenspeed.outputs import CompletionOutput, RequestOutput
 from tokenspeed.sampling_params import SamplingParams
 
-try:
-    from tokenizers import Tokenizer
-except ImportError:  # pragma: no cover - tokenizers is a declared dependency
-    Tokenizer = None  # type: ignore[assignment,misc]
+Conversation = list[dict[str, Any]]
 
 
 class LLM:
@@ -41,6 +41,7 @@ class LLM:
         seed: int = 0,
         num_layers: int | None = None,
         enforce_eager: bool = True,
+        chat_template: str | Path | None = None,
     ) -> None:
         args = EngineArgs(
             model=str(model), dtype=dtype, device=device,
@@ -52,10 +53,11 @@ class LLM:
             enforce_eager=enforce_eager,
         )  # fmt: skip
         self.core = EngineCore(args)
-        tokenizer_file = Path(model) / "tokenizer.json"
+        # The server's Rust tokenizer and chat-template renderer: offline prompts are built
+        # exactly as served ones.
         self.tokenizer = (
-            Tokenizer.from_file(str(tokenizer_file))
-            if Tokenizer is not None and tokenizer_file.is_file()
+            _core.ChatFrontend(str(model), chat_template)
+            if (Path(model) / "tokenizer.json").is_file()
             else None
         )
 
@@ -85,6 +87,45 @@ class LLM:
             results.append(self._wait(rid, stream, text, tokens, p))
         return results
 
+    def chat(
+        self,
+        messages: Conversation | list[Conversation],
+        sampling_params: SamplingParams | list[SamplingParams] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> list[RequestOutput]:
+        """Generates replies to one conversation (a list of OpenAI-style messages) or a list
+        of them, rendered by the model's chat template with ``tools`` and
+        ``chat_template_kwargs`` (e.g. ``{"enable_thinking": False}``)."""
+        if self.tokenizer is None:
+            raise ValueError("this model directory has no tokenizer.json: chat needs one")
+        # One conversation is a list of message dicts (an empty one is refused by render).
+        single = not messages or isinstance(messages[0], dict)
+        conversations = [messages] if single else list(messages)
+        prompts = [
+            self.render_chat(c, tools, chat_template_kwargs, add_generation_prompt)
+            for c in conversations
+        ]
+        return self.generate(prompts, sampling_params)
+
+    def render_chat(
+        self,
+        messages: Conversation,
+        tools: list[dict[str, Any]] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> str:
+        """The prompt text ``chat`` generates from (the template's rendering)."""
+        if self.tokenizer is None:
+            raise ValueError("this model directory has no tokenizer.json: chat needs one")
+        return self.tokenizer.render(
+            json.dumps(messages),
+            None if tools is None else json.dumps(tools),
+            None if chat_template_kwargs is None else json.dumps(chat_template_kwargs),
+            add_generation_prompt,
+        )
+
     def _prompts(
         self, prompts: str | list[str] | None, prompt_token_ids: list | None
     ) -> tuple[list[str | None], list[list[int]]]:
@@ -102,7 +143,7 @@ class LLM:
             raise ValueError(
                 "this model directory has no tokenizer.json: pass prompt_token_ids instead"
             )
-        ids = [self.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+        ids = [self.tokenizer.encode(t) for t in texts]
         return list(texts), ids
 
     def _wait(

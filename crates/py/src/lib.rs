@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod buffers;
 mod engine;
 mod executor;
+mod render;
 mod serve;
 
 /// Version of the Rust core, equal to the Python package version.
@@ -20,6 +21,7 @@ pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(core_version, m)?)?;
     m.add_class::<engine::Engine>()?;
     m.add_class::<engine::RequestStream>()?;
+    m.add_class::<render::ChatFrontend>()?;
     m.add_function(wrap_pyfunction!(serve::serve, m)?)?;
     Ok(())
 }
