@@ -285,6 +285,45 @@ pub fn tools(tools: &[Json]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Checks the tool calls of assistant messages: `tool_calls` is a list of calls each naming a
+/// function, and with `tools` given, a declared one (a call to an undeclared function is a
+/// client bug that would otherwise be rendered into the prompt as if it had happened).
+pub fn history_tool_calls(messages: &[Json], tools: Option<&[Json]>) -> Result<(), ApiError> {
+    let declared: Option<Vec<&str>> = tools.map(|tools| {
+        tools
+            .iter()
+            .filter_map(|t| t.pointer("/function/name").and_then(Json::as_str))
+            .collect()
+    });
+    for (i, message) in messages.iter().enumerate() {
+        let calls = match message.get("tool_calls") {
+            None | Some(Json::Null) => continue,
+            Some(Json::Array(calls)) => calls,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    &format!("messages[{i}].tool_calls"),
+                    "must be a list of calls",
+                ))
+            }
+        };
+        for (j, call) in calls.iter().enumerate() {
+            let param = format!("messages[{i}].tool_calls[{j}].function.name");
+            let Some(name) = call.pointer("/function/name").and_then(Json::as_str) else {
+                return Err(ApiError::invalid(&param, "must be a string"));
+            };
+            if let Some(declared) = &declared {
+                if !declared.contains(&name) {
+                    return Err(ApiError::invalid(
+                        &param,
+                        format!("'{name}' is not one of the declared tools {declared:?}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What `tool_choice` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolChoice {
