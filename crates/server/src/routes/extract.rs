@@ -7,7 +7,18 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::protocol::SamplingFields;
 use crate::state::AppState;
+
+/// The sampling fields are `#[serde(flatten)]`ed into the completion requests, which hides
+/// the path of an error in them; deserializing them alone recovers it (`temperature: "hot"`
+/// becomes an error about `temperature`).
+fn sampling_field_error(bytes: &[u8]) -> Option<ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    let e = serde_path_to_error::deserialize::<_, SamplingFields>(deserializer).err()?;
+    let path = e.path().to_string();
+    (path != ".").then(|| ApiError::invalid(&path, e.into_inner().to_string()))
+}
 
 /// A JSON request body (any content type is accepted, so `curl -d` works as is).
 pub struct ApiJson<T>(pub T);
@@ -31,10 +42,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             Err(e) => {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
-                Err(if inner.is_syntax() || inner.is_eof() || path == "." {
+                Err(if inner.is_syntax() || inner.is_eof() {
                     ApiError::bad_request(format!("invalid JSON body: {inner}"))
-                } else {
+                } else if path != "." {
                     ApiError::invalid(&path, inner.to_string())
+                } else if let Some(field) = sampling_field_error(&bytes) {
+                    field
+                } else {
+                    ApiError::bad_request(format!("invalid request body: {inner}"))
                 })
             }
         }
