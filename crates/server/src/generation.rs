@@ -3,6 +3,7 @@
 //! response (the SSE stream owns it), so a client that disconnects drops it and every
 //! unfinished choice is aborted at the engine's next step.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,11 +34,15 @@ pub struct AbortGuard {
     metrics: Arc<Metrics>,
     ids: Vec<u64>,
     done: Vec<bool>,
+    /// Set when dropped: a submission still running on the blocking pool (the HTTP request
+    /// was cancelled while it waited) aborts what it submits after this point.
+    dropped: Arc<AtomicBool>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for AbortGuard {
     fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
         let mut aborted = false;
         for (&id, &done) in self.ids.iter().zip(&self.done) {
             if !done {
@@ -101,32 +106,40 @@ impl Generation {
             requests.push((GenerateRequest { spec, logprobs }, sink));
         }
         let ids: Vec<u64> = requests.iter().map(|(r, _)| r.spec.id).collect();
+        // Live from the start: if this future is dropped (the client went away) while the
+        // submission runs, the guard aborts every id, and the submission aborts what it
+        // submits after that (aborting an id not submitted yet does nothing).
+        let dropped = Arc::new(AtomicBool::new(false));
         let mut guard = AbortGuard {
             generator: Arc::clone(&state.generator),
             metrics: Arc::clone(&state.metrics),
-            done: vec![true; ids.len()],
+            done: vec![false; ids.len()],
             ids,
+            dropped: Arc::clone(&dropped),
             _permit: permit,
         };
         let generator = Arc::clone(&state.generator);
         // Submission may wait for the executor (e.g. the GIL): keep it off the async workers.
         let submitted = tokio::task::spawn_blocking(move || {
-            let mut submitted = Vec::new();
+            let mut submitted = 0;
             for (request, sink) in requests {
-                generator.submit(request, sink)?;
-                submitted.push(());
+                let id = request.spec.id;
+                if let Err(e) = generator.submit(request, sink) {
+                    return (submitted, Err(e));
+                }
+                submitted += 1;
+                if dropped.load(Ordering::SeqCst) {
+                    generator.abort(id);
+                }
             }
-            Ok::<usize, String>(submitted.len())
+            (submitted, Ok(()))
         })
         .await
         .map_err(|e| ApiError::Engine(format!("submission task failed: {e}")))?;
-        // Mark what reached the engine as live, so the guard aborts it on any failure.
-        let count = match &submitted {
-            Ok(n) => *n,
-            Err(_) => 0,
-        };
-        for done in guard.done.iter_mut().take(count) {
-            *done = false;
+        // What never reached the engine needs no abort; what did is aborted if this fails.
+        let (count, submitted) = submitted;
+        for done in guard.done.iter_mut().skip(count) {
+            *done = true;
         }
         submitted.map_err(ApiError::Engine)?;
         let prompt_tokens: usize = choices.iter().map(|c| c.prompt.len()).sum();
