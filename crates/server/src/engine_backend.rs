@@ -69,6 +69,10 @@ impl<M: Send + 'static> Generator for EngineGenerator<M> {
         }
     }
 
+    fn check_integrity(&self) -> Result<(), String> {
+        self.engine.check_integrity().map_err(|e| e.to_string())
+    }
+
     fn stop(&self, why: &str) {
         self.engine.stop(why);
     }

@@ -47,6 +47,12 @@ pub trait Generator: Send + Sync + 'static {
     /// `Err(why)` once the engine can no longer serve.
     fn health(&self) -> Result<(), String>;
 
+    /// Runs the engine's accounting check (scheduler, pages, slots, prefix tree); `Err`
+    /// names the broken invariant. The default says that there is no check to run.
+    fn check_integrity(&self) -> Result<(), String> {
+        Err("this generator has no integrity check".into())
+    }
+
     /// Ends every live generation with `Failed(why)` and refuses new ones (a server whose
     /// drain timed out calls it so clients get an error, not a cut connection). The default
     /// does nothing.

@@ -54,6 +54,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Debug: the engine's integrity check (200 `{"status": "ok"}`, or 500 naming the broken
+/// invariant). Routed only with `TOKENSPEED_DEBUG_ROUTES=1` (tests): it holds the scheduler
+/// lock while it walks every page, slot and prefix-tree node.
+pub async fn integrity(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
+    let generator = std::sync::Arc::clone(&state.generator);
+    tokio::task::spawn_blocking(move || generator.check_integrity())
+        .await
+        .map_err(|e| ApiError::Engine(format!("the integrity check did not run: {e}")))?
+        .map_err(|e| ApiError::Engine(format!("integrity check failed: {e}")))?;
+    Ok(Json(HealthResponse {
+        status: "ok".into(),
+    }))
+}
+
 /// The OpenAPI document of this API.
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::ApiDoc::openapi())

@@ -35,10 +35,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(info::list_models))
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize));
-    let operations = Router::new()
+    let mut operations = Router::new()
         .route("/health", get(info::health))
         .route("/metrics", get(info::metrics))
         .route("/openapi.json", get(info::openapi));
+    if std::env::var_os("TOKENSPEED_DEBUG_ROUTES").is_some_and(|v| v == "1") {
+        operations = operations.route("/debug/integrity", get(info::integrity));
+    }
     let body_limit = state.config.max_body_bytes;
     api.merge(operations)
         .method_not_allowed_fallback(method_not_allowed)
