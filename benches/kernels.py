@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import subprocess
 import traceback
@@ -275,6 +276,51 @@ def bench_gdn_chunked() -> None:
             row("gdn_chunked", f"T={tokens}", "fla", t_fla, nbytes, **extra)
 
 
+def fla_chunked_call(inputs: tuple, tokens: int) -> Callable[[], object]:
+    """fla's ``chunk_gated_delta_rule`` on the same inputs (k/q heads repeated to Hv)."""
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+
+    q, k, v, a, b, A_log, dt_bias = inputs
+    g, beta = ref.gdn_gates(a, b, A_log, dt_bias)
+    r = HV // HK
+    qf = q.repeat_interleave(r, dim=1)[None].contiguous()
+    kf = k.repeat_interleave(r, dim=1)[None].contiguous()
+    vf, gf, bf = v[None].contiguous(), g[None].contiguous(), beta.to(BF16)[None].contiguous()
+    cu_l = torch.tensor([0, tokens], dtype=torch.long, device=DEV)
+    return lambda: chunk_gated_delta_rule(qf, kf, vf, gf, bf, scale=DK**-0.5,
+                                          output_final_state=True, cu_seqlens=cu_l,
+                                          use_qk_l2norm_in_kernel=True)  # fmt: skip
+
+
+def profile_gdn() -> None:
+    """Per-kernel GPU time of GDN chunked prefill, ours and fla's, at 8k and 32k tokens."""
+    for tokens in (8192, 32768):
+        inputs = gdn_inputs(tokens)
+        state = torch.zeros(2, HV, DK, DV, device=DEV)
+        cu = torch.tensor([0, tokens], dtype=torch.int32, device=DEV)
+        one, init = torch.tensor([1], device=DEV), torch.tensor([False], device=DEV)
+        mine = lambda: tk.gdn_chunked.gdn_chunked(*inputs, state, cu, one, init)  # noqa: E731
+        profile_rows("gdn_chunked", f"T={tokens}", "triton", mine)
+        row("gdn_chunked", f"T={tokens}", "triton", ms(mine), config=dict(tk.gdn_chunked.CONFIG))
+        try:
+            fla = fla_chunked_call(inputs, tokens)
+        except Exception as e:
+            print(f"fla unavailable: {e!r}")
+            continue
+        for _ in range(3):
+            fla()
+        profile_rows("gdn_chunked", f"T={tokens}", "fla", fla)
+        row("gdn_chunked", f"T={tokens}", "fla", ms(fla))
+    cfg, default = tk.gdn_chunked.CONFIG, dict(tk.gdn_chunked.CONFIG)
+    for bv, warps, stages in itertools.product((16, 32), (2, 4), (1, 2, 3)):
+        cfg.update(state_bv=bv, state_warps=warps, state_stages=stages)
+        try:
+            row("gdn_chunked", f"T={tokens}", "triton-state-sweep", ms(mine), config=dict(cfg))
+        except Exception as e:
+            print(f"gdn state config {bv, warps, stages} failed: {e!r}"[:300])
+    cfg.update(default)
+
+
 def paged_setup(batch: int, context: int, new: int) -> tuple:
     pages = -(-(context + new) // PAGE)
     k_cache = torch.randn(batch * pages + 1, PAGE, NKV, HD, device=DEV, dtype=BF16)
@@ -337,62 +383,169 @@ def bench_attention() -> None:
 
 
 E, TOP_K, IM = 256, 8, 512  # 35B-A3B experts
+GRAPH_CALLS = 32  # calls per CUDA graph, each on other experts (L2 holds none of them)
+
+# Decode launch shapes tried per kernel (coordinate descent: up first, then down).
+MOE_DECODE_SWEEP = {
+    "up": [(bn, bk, w) for bn in (4, 8, 16, 32) for bk in (256, 512, 1024) for w in (4, 8)],
+    "down": [(bn, bk, w) for bn in (4, 8, 16, 32) for bk in (128, 256, 512) for w in (2, 4, 8)],
+}
+# Prefill: (block_m, up_bn, up_bk, up_warps, up_stages), then (down_bn, down_bk, warps, stages).
+MOE_PREFILL_SWEEP = {
+    "up": [(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 4, 3),
+           (128, 128, 64, 4, 3), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4), (128, 64, 128, 8, 3),
+           (64, 128, 64, 8, 3)],
+    "down": [(128, 64, 8, 3), (256, 64, 8, 3), (128, 64, 4, 4), (128, 128, 8, 3),
+             (256, 64, 8, 4), (64, 64, 4, 4), (128, 32, 4, 5), (256, 32, 8, 4)],
+}  # fmt: skip
+
+
+def graph_ms(calls: list[Callable[[], object]]) -> float:
+    """Time per call with ``calls`` captured back to back in one CUDA graph (how decode runs
+    them): no host launch overhead, only the GPU's own time between and inside kernels."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for call in calls:  # compile and warm up outside the capture
+            call()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for call in calls:
+            call()
+    return do_bench(graph.replay, warmup=10, rep=200) / len(calls)
+
+
+def profile_rows(kernel: str, shape: str, impl: str, fn: Callable[[], object]) -> None:
+    """GPU time per kernel launched by ``fn`` (torch.profiler, mean of 5 calls)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            fn()
+        torch.cuda.synchronize()
+    times = {}
+    for ev in prof.key_averages():
+        if ev.device_type.name == "CUDA" and ev.self_device_time_total > 0:
+            times[ev.key[:60]] = round(ev.self_device_time_total / 5 / 1000, 4)
+    total = round(sum(times.values()), 4)
+    row(kernel, shape, f"{impl}-profile", total, per_kernel_ms=times)
+
+
+def moe_decode_calls(
+    tokens: int, w_gate_up: torch.Tensor, w_down: torch.Tensor
+) -> tuple[list, float]:
+    """GRAPH_CALLS calls, each routing to other experts; mean distinct-expert bytes per call."""
+    calls, nbytes = [], 0
+    for i in range(GRAPH_CALLS):
+        x = torch.randn(tokens, H, device=DEV, dtype=BF16)
+        if tokens == 1:  # disjoint expert sets
+            ids = torch.arange(i * TOP_K, (i + 1) * TOP_K, device=DEV)[None] % E
+            weights = torch.softmax(torch.randn(1, TOP_K, device=DEV), -1).to(BF16)
+        else:
+            logits = torch.randn(tokens, E, device=DEV, dtype=BF16)
+            weights, ids = ref.moe_route(logits, TOP_K, True)
+        nbytes += ids.unique().numel() * 3 * IM * H * 2
+        calls.append(lambda x=x, w=weights, i=ids: tk.moe.moe_experts(x, w_gate_up, w_down, w, i))
+    return calls, nbytes / GRAPH_CALLS
 
 
 def bench_moe() -> None:
     """Experts only (routing given): decode reads only the chosen experts; prefill is compute."""
     w_gate_up = torch.randn(E, 2 * IM, H, device=DEV, dtype=BF16) * 0.02
     w_down = torch.randn(E, H, IM, device=DEV, dtype=BF16) * 0.02
-    expert_bytes = 3 * IM * H * 2
+    dec = tk.moe.DECODE_CONFIG
     for tokens in (1, 8, 32):
-        x = torch.randn(tokens, H, device=DEV, dtype=BF16)
-        weights, ids = ref.moe_route(torch.randn(tokens, E, device=DEV, dtype=BF16), TOP_K, True)
-        nbytes = ids.unique().numel() * expert_bytes
-        default = tk.moe.DECODE_MAX_TOKENS
-        for path, limit in (("gemv", 10**9), ("sorted", 0)):
-            tk.moe.DECODE_MAX_TOKENS = limit
-            t = ms(lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids))
-            row("moe_decode", f"B={tokens},E={E},k={TOP_K}", f"triton-{path}", t, nbytes,
-                default_path=(tokens <= default) == (path == "gemv"))  # fmt: skip
-        tk.moe.DECODE_MAX_TOKENS = default
-        dec = dict(tk.moe.DECODE_CONFIG)
-        for bn, bk, warps in ((8, 256, 4), (16, 512, 4), (32, 256, 8), (8, 512, 8)):
-            tk.moe.DECODE_CONFIG.update(block_n=bn, block_k=bk, num_warps=warps)
-            t = ms(lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids))
-            row("moe_decode", f"B={tokens},E={E},k={TOP_K}", "triton-gemv", t, nbytes,
-                config=[bn, bk, warps])  # fmt: skip
-        tk.moe.DECODE_CONFIG.update(dec)
+        shape = f"B={tokens},E={E},k={TOP_K}"
+        calls, nbytes = moe_decode_calls(tokens, w_gate_up, w_down)
+        row("moe_decode", shape, "triton-gemv-graph", graph_ms(calls), nbytes, config=dict(dec))
+        row("moe_decode", shape, "triton-gemv-eager", ms(calls[0]), nbytes, config=dict(dec))
         if tokens == 1:
+            profile_rows("moe_decode", shape, "triton-gemv", calls[0])
+            x = torch.randn(tokens, H, device=DEV, dtype=BF16)
+            weights, ids = ref.moe_route(torch.randn(1, E, device=DEV, dtype=BF16), TOP_K, True)
             t = ms(lambda: ref.moe_experts(x, w_gate_up, w_down, weights, ids))
-            row("moe_decode", f"B={tokens},E={E},k={TOP_K}", "reference", t, nbytes)
+            row("moe_decode", shape, "reference", t, nbytes)
+
+
+def sweep_moe_decode() -> None:
+    """Coordinate descent over the decode launch shapes at batch 1, then batch 8 and 32 with
+    the best; CUDA-graph timing as in `bench_moe`."""
+    w_gate_up = torch.randn(E, 2 * IM, H, device=DEV, dtype=BF16) * 0.02
+    w_down = torch.randn(E, H, IM, device=DEV, dtype=BF16) * 0.02
+    dec = tk.moe.DECODE_CONFIG
+    calls, nbytes = moe_decode_calls(1, w_gate_up, w_down)
+    for part in ("up", "down"):
+        best, best_t = None, float("inf")
+        for bn, bk, warps in MOE_DECODE_SWEEP[part]:
+            dec.update({f"{part}_bn": bn, f"{part}_bk": bk, f"{part}_warps": warps})
+            try:
+                t = graph_ms(calls)
+            except Exception as e:
+                print(f"decode {part} {bn, bk, warps} failed: {e!r}"[:300])
+                continue
+            row("moe_decode_sweep", "B=1", part, t, nbytes, config=[bn, bk, warps])
+            if t < best_t:
+                best, best_t = (bn, bk, warps), t
+        dec.update(dict(zip((f"{part}_bn", f"{part}_bk", f"{part}_warps"), best, strict=True)))
+    print(json.dumps({"moe_decode_best": dec}), flush=True)
+    for tokens in (8, 32):
+        calls8, nbytes8 = moe_decode_calls(tokens, w_gate_up, w_down)
+        row("moe_decode_sweep", f"B={tokens}", "best", graph_ms(calls8), nbytes8, config=dict(dec))
+
+
+def sweep_moe_prefill() -> None:
+    """Prefill at 8k tokens: profile of the default, then coordinate descent over the tiles."""
+    w_gate_up = torch.randn(E, 2 * IM, H, device=DEV, dtype=BF16) * 0.02
+    w_down = torch.randn(E, H, IM, device=DEV, dtype=BF16) * 0.02
+    tokens = 8192
+    x = torch.randn(tokens, H, device=DEV, dtype=BF16)
+    weights, ids = ref.moe_route(torch.randn(tokens, E, device=DEV, dtype=BF16), TOP_K, True)
+    flops = 2 * tokens * TOP_K * 3 * IM * H
+    shape = f"T={tokens},E={E},k={TOP_K}"
+    fn = lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids)  # noqa: E731
+    profile_rows("moe_prefill", shape, "triton", fn)
+    pre = tk.moe.PREFILL_CONFIG
+    keys = {"up": ("block_m", "up_bn", "up_bk", "up_warps", "up_stages"),
+            "down": ("down_bn", "down_bk", "down_warps", "down_stages")}  # fmt: skip
+    for part in ("up", "down"):
+        best, best_t = None, float("inf")
+        for conf in MOE_PREFILL_SWEEP[part]:
+            pre.update(dict(zip(keys[part], conf, strict=True)))
+            try:
+                t = ms(fn)
+            except Exception as e:
+                print(f"prefill {part} {conf} failed: {e!r}"[:300])
+                continue
+            tflops = flops / t / 1e9
+            row("moe_prefill_sweep", shape, part, t, config=list(conf), TFLOPs=round(tflops, 1),
+                pct_gemm_peak=round(100 * tflops / BOUNDS["bf16_TFLOPs"], 1))  # fmt: skip
+            if t < best_t:
+                best, best_t = conf, t
+        pre.update(dict(zip(keys[part], best, strict=True)))
+    print(json.dumps({"moe_prefill_best": pre}), flush=True)
+    profile_rows("moe_prefill", shape, "triton-best", fn)
+
+
+def bench_moe_prefill() -> None:
+    w_gate_up = torch.randn(E, 2 * IM, H, device=DEV, dtype=BF16) * 0.02
+    w_down = torch.randn(E, H, IM, device=DEV, dtype=BF16) * 0.02
     tokens = 8192
     x = torch.randn(tokens, H, device=DEV, dtype=BF16)
     logits = torch.randn(tokens, E, device=DEV, dtype=BF16)
     weights, ids = ref.moe_route(logits, TOP_K, True)
     flops = 2 * tokens * TOP_K * 3 * IM * H
-    default = dict(tk.moe.PREFILL_CONFIG)
-    configs = (
-        (128, 128, 64, 8, 3),
-        (128, 128, 64, 8, 4),
-        (128, 256, 64, 8, 3),
-        (64, 128, 64, 4, 4),
-    )
-    for bm, bn, bk, warps, stages in configs:
-        tk.moe.PREFILL_CONFIG.update(block_m=bm, block_n=bn, block_k=bk, num_warps=warps,
-                                     num_stages=stages)  # fmt: skip
-        try:
-            t = ms(lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids))
-            tflops = flops / t / 1e9
-            row("moe_prefill", f"T={tokens},E={E},k={TOP_K}", "triton", t,
-                config=[bm, bn, bk, warps, stages], TFLOPs=round(tflops, 1),
-                pct_gemm_peak=round(100 * tflops / BOUNDS["bf16_TFLOPs"], 1))  # fmt: skip
-        except Exception as e:
-            print(f"moe config {bm, bn, bk, warps, stages} failed: {e!r}"[:300])
-    tk.moe.PREFILL_CONFIG.update(default)
+    shape = f"T={tokens},E={E},k={TOP_K}"
+    t = ms(lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids))
+    tflops = flops / t / 1e9
+    row("moe_prefill", shape, "triton", t, config=dict(tk.moe.PREFILL_CONFIG),
+        TFLOPs=round(tflops, 1), pct_gemm_peak=round(100 * tflops / BOUNDS["bf16_TFLOPs"], 1))  # fmt: skip
     t = ms(lambda: tk.moe.moe_route(logits, TOP_K, True))
-    row("moe_route", f"T={tokens},E={E},k={TOP_K}", "triton", t, logits.numel() * 2)
+    row("moe_route", shape, "triton", t, logits.numel() * 2)
     t = ms(lambda: ref.moe_route(logits, TOP_K, True))
-    row("moe_route", f"T={tokens},E={E},k={TOP_K}", "reference", t, logits.numel() * 2)
+    row("moe_route", shape, "reference", t, logits.numel() * 2)
 
 
 def bench_attention_input() -> None:
@@ -425,9 +578,11 @@ def main() -> None:
     print(json.dumps(BOUNDS), flush=True)
     sections = {"norms": bench_norms, "conv": bench_conv, "gdn_decode": bench_gdn_decode,
                 "gdn_chunked": bench_gdn_chunked, "attention": bench_attention, "moe": bench_moe,
-                "attention_input": bench_attention_input}  # fmt: skip
+                "moe_prefill": bench_moe_prefill, "attention_input": bench_attention_input,
+                "sweep_moe_decode": sweep_moe_decode, "sweep_moe_prefill": sweep_moe_prefill,
+                "profile_gdn": profile_gdn}  # fmt: skip
     for name, fn in sections.items():
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or (not args.only and name in OPT_IN):
             continue
         try:
             fn()
@@ -457,6 +612,7 @@ def main() -> None:
 
 
 BOUNDS: dict = {}
+OPT_IN = ("sweep_moe_decode", "sweep_moe_prefill", "profile_gdn")  # only when named in --only
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ head_dim split, KV-cache rows crossing pages.
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -40,11 +41,11 @@ def test_moe_route(dtype: torch.dtype, renormalize: bool) -> None:
     close(got_w, want_w, dtype)
 
 
-def moe_inputs(tokens: int, dtype: torch.dtype, seed: int) -> tuple:
+def moe_inputs(tokens: int, dtype: torch.dtype, seed: int, h: int = H, im: int = IM) -> tuple:
     g = gen(seed)
-    x = torch.randn(tokens, H, generator=g).to(dtype)
-    w_gate_up = (torch.randn(E, 2 * IM, H, generator=g) * 0.3).to(dtype)
-    w_down = (torch.randn(E, H, IM, generator=g) * 0.3).to(dtype)
+    x = torch.randn(tokens, h, generator=g).to(dtype)
+    w_gate_up = (torch.randn(E, 2 * im, h, generator=g) * 0.3).to(dtype)
+    w_down = (torch.randn(E, h, im, generator=g) * 0.3).to(dtype)
     logits = torch.randn(tokens, E, generator=g)
     logits[:, 4] = -30.0  # expert 4 is never chosen: its blocks must not exist
     weights, ids = ref.moe_route(logits.to(dtype), TOP_K, True)
@@ -53,20 +54,53 @@ def moe_inputs(tokens: int, dtype: torch.dtype, seed: int) -> tuple:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("tokens", [1, 5, 37])  # decode GEMV, decode GEMV, token-sorted
-def test_moe_experts(dtype: torch.dtype, tokens: int, monkeypatch) -> None:
+@pytest.mark.parametrize("even", [False, True])  # 16-wide tiles (not) dividing hidden and Im
+def test_moe_experts(dtype: torch.dtype, tokens: int, even: bool, monkeypatch) -> None:
     monkeypatch.setitem(tk.moe.PREFILL_CONFIG, "block_m", 16)  # several blocks per expert
-    inputs = moe_inputs(tokens, dtype, seed=21 + tokens)
+    for config in (tk.moe.DECODE_CONFIG, tk.moe.PREFILL_CONFIG):
+        for key in ("up_bn", "up_bk", "down_bn", "down_bk"):
+            monkeypatch.setitem(config, key, 16)
+    shape = (64, 32) if even else (H, IM)  # even: the unmasked-load variant of every kernel
+    inputs = moe_inputs(tokens, dtype, 21 + tokens, *shape)
     assert (tokens <= tk.moe.DECODE_MAX_TOKENS) == (tokens < 37)
     got, want = tk.moe.moe_experts(*dev(*inputs)).cpu(), ref.moe_experts(*inputs)
-    if dtype == torch.float32:
-        close(got, want, dtype)
-    else:  # 6 roundings per output; the interpreter truncates each: 2% of the output range
-        assert (got.float() - want.float()).abs().max() <= 0.02 * want.float().abs().max()
+    close(got, want if dtype == torch.float32 else rounded_like_kernels(*inputs), dtype)
+    assert (got.float() - want.float()).abs().max() <= 0.05 * want.float().abs().max()
+
+
+def rounded_like_kernels(
+    x: torch.Tensor,
+    w_gate_up: torch.Tensor,
+    w_down: torch.Tensor,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+) -> torch.Tensor:
+    """The bf16 experts pair by pair in fp32, rounded where the kernels round (projections,
+    silu, SwiGLU product, down projection, weighted output, final sum); the interpreter rounds
+    by truncation, which alone puts it several ulps away from `ref.moe_experts`."""
+
+    def rnd(t: torch.Tensor) -> torch.Tensor:
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            return (t.float().contiguous().view(torch.int32) & ~0xFFFF).view(torch.float32)
+        return t.to(x.dtype).float()
+
+    im = w_down.shape[2]
+    out = torch.zeros(x.shape, dtype=torch.float32)
+    for t, j in itertools.product(range(ids.shape[0]), range(ids.shape[1])):
+        e = ids[t, j]
+        gate_up = w_gate_up[e].float() @ x[t].float()
+        gate, up = rnd(gate_up[:im]), rnd(gate_up[im:])
+        act = rnd(rnd(gate * torch.sigmoid(gate)) * up)
+        out[t] += rnd(rnd(w_down[e].float() @ act) * weights[t, j].float())
+    return rnd(out)
 
 
 def test_moe_sorted_layout_covers_every_pair_once() -> None:
     ids = torch.tensor([[3, 0], [3, 1], [0, 3], [5, 3], [3, 2]])
-    pair_of_row, block_expert = tk.moe.sorted_layout(ids, 6, block_m=2)
+    pair_of_row, block_expert, row_of_pair = tk.moe.sorted_layout(ids, 6, block_m=2)
+    assert torch.equal(
+        pair_of_row[row_of_pair.long()], torch.arange(ids.numel(), dtype=torch.int32)
+    )
     rows = pair_of_row.view(-1, 2)
     real = pair_of_row[pair_of_row < ids.numel()]
     assert sorted(real.tolist()) == list(range(ids.numel()))
