@@ -312,12 +312,12 @@ def profile_gdn() -> None:
         profile_rows("gdn_chunked", f"T={tokens}", "fla", fla)
         row("gdn_chunked", f"T={tokens}", "fla", ms(fla))
     cfg, default = tk.gdn_chunked.CONFIG, dict(tk.gdn_chunked.CONFIG)
-    for bv, warps, stages in itertools.product((16, 32), (2, 4), (1, 2, 3)):
-        cfg.update(state_bv=bv, state_warps=warps, state_stages=stages)
+    for wy_warps, out_bv, out_warps in itertools.product((2, 4, 8), (64, 128), (4, 8)):
+        cfg.update(wy_warps=wy_warps, out_bv=out_bv, out_warps=out_warps)
         try:
-            row("gdn_chunked", f"T={tokens}", "triton-state-sweep", ms(mine), config=dict(cfg))
+            row("gdn_chunked", f"T={tokens}", "triton-sweep", ms(mine), config=dict(cfg))
         except Exception as e:
-            print(f"gdn state config {bv, warps, stages} failed: {e!r}"[:300])
+            print(f"gdn config {wy_warps, out_bv, out_warps} failed: {e!r}"[:300])
     cfg.update(default)
 
 
