@@ -123,6 +123,28 @@ def test_thinking_goes_to_reasoning_content(server: Server, model: str) -> None:
     assert off["choices"][0]["message"]["content"]
 
 
+def test_named_tool_choice_forces_the_call(client: openai.OpenAI, model: str) -> None:
+    # The random model writes no call of its own: the forced opening makes one, in both forms.
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    kwargs = dict(
+        model=model, messages=_user("Weather in Paris?"), tools=TOOLS, tool_choice=forced,
+        max_tokens=8, temperature=0,
+    )  # fmt: skip
+    whole = client.chat.completions.create(**kwargs)
+    calls = whole.choices[0].message.tool_calls
+    assert [c.function.name for c in calls] == ["get_weather"]
+    assert isinstance(json.loads(calls[0].function.arguments), dict)
+    assert whole.usage.completion_tokens == 8
+    names, arguments = [], ""
+    for chunk in client.chat.completions.create(**kwargs, stream=True):
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            if call.function.name:
+                names.append(call.function.name)
+            arguments += call.function.arguments or ""
+    assert names == ["get_weather"]
+    assert arguments == calls[0].function.arguments
+
+
 def test_completions_whole_streamed_n2_and_seed(client: openai.OpenAI, model: str) -> None:
     prompt = "The quick brown fox"
     whole = client.completions.create(model=model, prompt=prompt, max_tokens=10, temperature=0)
@@ -356,7 +378,8 @@ def _bad_inputs(model: str) -> list[tuple[str, str, bytes | dict, str | None, in
         ("temperature out of range", chat, {**ok, "temperature": 7}, API_KEY, 400,
          "invalid_request"),
         ("n = 0", chat, {**ok, "n": 0}, API_KEY, 400, "invalid_request"),
-        ("tool_choice required", chat, {**ok, "tools": TOOLS, "tool_choice": "required"},
+        ("tool_choice names no tool", chat,
+         {**ok, "tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "x"}}},
          API_KEY, 400, "invalid_request"),
         ("bad api key", chat, ok, "wrong-key", 401, "invalid_api_key"),
         ("missing api key", chat, ok, None, 401, "invalid_api_key"),

@@ -2,6 +2,8 @@
 //! runs on its own thread (see `step_loop.rs`).
 
 use std::sync::mpsc::{self, Receiver, Sender};
+
+use crate::event::RequestSink;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -51,7 +53,7 @@ impl<M> Submission<M> {
 
 /// A message to the loop.
 pub(crate) enum Command<M> {
-    Submit(Submission<M>, Sender<RequestEvent>),
+    Submit(Submission<M>, Box<dyn RequestSink>),
     Abort(RequestId),
     /// Stop the loop; live requests fail with this message.
     Shutdown(String),
@@ -127,8 +129,18 @@ impl<M: Send + 'static> Engine<M> {
     /// reported as a `Failed` event.
     pub fn submit(&self, submission: Submission<M>) -> Result<Receiver<RequestEvent>, EngineError> {
         let (events, receiver) = mpsc::channel();
-        self.send(Command::Submit(submission, events))?;
+        self.submit_to(submission, Box::new(events))?;
         Ok(receiver)
+    }
+
+    /// Like [`Engine::submit`], with the events delivered to `sink` from the engine thread
+    /// (no thread or channel of the caller's in between).
+    pub fn submit_to(
+        &self,
+        submission: Submission<M>,
+        sink: Box<dyn RequestSink>,
+    ) -> Result<(), EngineError> {
+        self.send(Command::Submit(submission, sink))
     }
 
     /// Aborts a request (a no-op if it already ended). Its stream gets `Finished` with

@@ -14,6 +14,20 @@ pub struct TokenEvent {
     pub top_logprobs: Vec<(TokenId, f32)>,
 }
 
+/// Where a request's events go. Called on the engine thread, so it must not block: a channel
+/// sender, or a callback into an async runtime's channel.
+pub trait RequestSink: Send {
+    /// Delivers one event; false once nobody listens any more (the engine then just stops
+    /// sending; aborting is the caller's business).
+    fn send(&self, event: RequestEvent) -> bool;
+}
+
+impl RequestSink for std::sync::mpsc::Sender<RequestEvent> {
+    fn send(&self, event: RequestEvent) -> bool {
+        std::sync::mpsc::Sender::send(self, event).is_ok()
+    }
+}
+
 /// An event on a request's stream. The stream ends after `Finished` or `Failed`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RequestEvent {

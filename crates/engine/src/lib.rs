@@ -65,6 +65,6 @@ mod step_loop;
 
 pub use engine::{Engine, EngineOptions, Submission};
 pub use error::EngineError;
-pub use event::{RequestEvent, TokenEvent};
+pub use event::{RequestEvent, RequestSink, TokenEvent};
 pub use executor::{Admitted, Executor, ExecutorError, Launch, StepOutput};
 pub use step_loop::MAX_CONSECUTIVE_STEP_FAILURES;

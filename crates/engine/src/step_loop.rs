@@ -1,15 +1,15 @@
 //! The engine thread: receive commands, plan, launch, collect, commit, stream.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
 use tokenspeed_scheduler::{CommitOutput, FinishReason, RequestId, StepPlan, StepResult};
 
 use crate::engine::{Command, Shared};
 use crate::{
-    Admitted, EngineOptions, Executor, ExecutorError, Launch, RequestEvent, StepOutput, Submission,
-    TokenEvent,
+    Admitted, EngineOptions, Executor, ExecutorError, Launch, RequestEvent, RequestSink,
+    StepOutput, Submission, TokenEvent,
 };
 
 /// Why live requests fail when every engine handle is gone.
@@ -23,7 +23,7 @@ struct Live<M> {
     meta: M,
     logprobs: Option<u32>,
     prompt_len: usize,
-    events: Sender<RequestEvent>,
+    events: Box<dyn RequestSink>,
     /// Prompt tokens served from the cache at first admission (known once planned).
     num_cached: Option<usize>,
     /// Preemption count when the executor last heard of it (`None`: never resident yet).
@@ -175,7 +175,7 @@ impl<E: Executor> StepLoop<E> {
         }
     }
 
-    fn submit(&mut self, submission: Submission<E::Meta>, events: Sender<RequestEvent>) {
+    fn submit(&mut self, submission: Submission<E::Meta>, events: Box<dyn RequestSink>) {
         let Submission {
             spec,
             logprobs,

@@ -1,10 +1,9 @@
-//! [`EngineGenerator`]: the [`Generator`] of a real [`Engine`]. Each submission gets a small
-//! forwarding thread that moves events from the engine's (blocking) channel to the HTTP
-//! request's (async) channel; it ends with the request.
+//! [`EngineGenerator`]: the [`Generator`] of a real [`Engine`]. The engine thread sends each
+//! request's events straight into the HTTP request's (async, unbounded) channel.
 
 use std::sync::Arc;
 
-use tokenspeed_engine::{Engine, RequestEvent, Submission};
+use tokenspeed_engine::{Engine, Submission};
 use tokenspeed_scheduler::{RequestId, RequestSpec, SchedulerStats};
 
 use crate::generator::{EventSink, GenerateRequest, Generator};
@@ -38,18 +37,9 @@ impl<M: Send + 'static> Generator for EngineGenerator<M> {
             logprobs: request.logprobs,
             meta,
         };
-        let events = self.engine.submit(submission).map_err(|e| e.to_string())?;
-        std::thread::Builder::new()
-            .name("tokenspeed-forward".into())
-            .spawn(move || {
-                for event in events.iter() {
-                    let last = !matches!(event, RequestEvent::Token(_));
-                    if !sink.send(event) || last {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start the event forwarder: {e}"))?;
+        self.engine
+            .submit_to(submission, Box::new(sink))
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 

@@ -32,6 +32,12 @@ impl EventSink {
     }
 }
 
+impl tokenspeed_engine::RequestSink for EventSink {
+    fn send(&self, event: RequestEvent) -> bool {
+        EventSink::send(self, event)
+    }
+}
+
 /// An engine seen from the HTTP layer.
 pub trait Generator: Send + Sync + 'static {
     /// Starts a generation; its events (ending with `Finished` or `Failed`) go to `sink`.
