@@ -40,9 +40,8 @@ class EngineArgs:
     gpu_memory_utilization: float = 0.9
     seed: int = 0
     num_layers: int | None = None  # run only the first N layers (dummy weights only)
-    # Decode CUDA graphs stay opt-in until the greedy mismatch at padded batch 5 (graphs vs
-    # eager, tests/gpu/test_cuda_graphs_gpu.py) is explained: an answer must not depend on them.
-    enforce_eager: bool = True
+    # True: no decode CUDA graphs (CUDA only; they hold forward + greedy/temperature sampling).
+    enforce_eager: bool = False
 
 
 def resolve_device(device: str) -> torch.device:

@@ -40,7 +40,7 @@ class LLM:
         gpu_memory_utilization: float = 0.9,
         seed: int = 0,
         num_layers: int | None = None,
-        enforce_eager: bool = True,
+        enforce_eager: bool = False,
         chat_template: str | Path | None = None,
     ) -> None:
         args = EngineArgs(

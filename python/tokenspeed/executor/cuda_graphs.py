@@ -1,16 +1,33 @@
-"""``DecodeGraphs``: the decode forward captured as CUDA graphs, one per padded batch size.
+"""``DecodeGraphs``: the whole decode step captured as CUDA graphs, one per padded batch size.
 
-A pure decode step (one new token per sequence, no checkpoint) is copied into static input
-buffers, padded to the next captured size, and replayed. Padding rows read and write the
-dummy page 0 and the dummy slot 0, which no real sequence owns. Sampling stays eager.
+A pure decode step (one new token per sequence, no checkpoint) is replayed from a graph that
+holds everything between the host's one H2D copy and the sampled tokens:
+
+  gather the previous step's samples (``token_buf``) as input ids -> forward -> sampling
+
+The host packs the step's per-row integers into one pinned buffer and copies it (plus the page
+table) into static device buffers; padding rows point at the dummy page 0 and the dummy slot 0,
+which no real sequence owns. Sampling in the graph covers greedy and plain temperature rows
+(seeded or not: the noise buffer is filled outside the graph with the eager path's draws);
+steps that need penalties, min-p, top-k / top-p or logprobs replay the forward and sample
+eagerly from the graph's logits.
+
+On CPU (``emulate``) nothing is captured: the same static-buffer step runs eagerly, so the
+padding, gathering and sampling logic is tested without a GPU.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from torch import Tensor
 
 from tokenspeed.models.batch import ForwardBatch
+from tokenspeed.sampling import fill_exponential_noise, greedy_or_temperature
+
+_FIELDS = 6  # input id, previous-step row (-1: none), position, prefix length, slot, initial?
 
 
 def graph_batch_sizes(max_num_seqs: int, cap: int = 256) -> list[int]:
@@ -22,83 +39,140 @@ def graph_batch_sizes(max_num_seqs: int, cap: int = 256) -> list[int]:
     return sizes
 
 
+@dataclass
+class DecodeStep:
+    """Host description of a pure decode step (``n`` sequences, one new token each).
+
+    prev_src: row of the previous step's samples that is this row's input (-1: use
+    ``input_ids``). temperature None: every row is greedy. seeds / positions: the sampler's
+    per-row seed and position of the sampled token (for the noise)."""
+
+    input_ids: np.ndarray
+    prev_src: np.ndarray
+    positions: np.ndarray
+    prefix_lens: np.ndarray
+    slot_ids: np.ndarray
+    has_initial: np.ndarray
+    page_table: np.ndarray  # [n, width]
+    temperature: np.ndarray | None
+    seeds: list[int]
+    sample_positions: list[int]
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.input_ids)
+
+
 class DecodeGraphs:
-    def __init__(self, model, kv_cache, state_cache, max_num_seqs: int, max_pages: int) -> None:
+    def __init__(
+        self,
+        model,
+        kv_cache,
+        state_cache,
+        token_buf: Tensor,
+        max_num_seqs: int,
+        max_pages: int,
+        emulate: bool = False,
+    ) -> None:
         self.model, self.kv_cache, self.state_cache = model, kv_cache, state_cache
+        self.token_buf = token_buf  # every step's samples (read here as the next inputs)
+        self.emulate = emulate
         self.sizes = graph_batch_sizes(max_num_seqs)
         n, dev = self.sizes[-1], torch.device(model.device)
-        self.max_pages = max_pages
-        i64 = dict(dtype=torch.int64, device=dev)
-        i32 = dict(dtype=torch.int32, device=dev)
-        self.batch = ForwardBatch(
-            input_ids=torch.zeros(n, **i64),
-            positions=torch.zeros(n, **i64),
-            cu_seqlens=torch.arange(n + 1, **i32),
-            prefix_lens=torch.zeros(n, **i32),
-            page_table=torch.zeros(n, max_pages, **i32),
-            slot_ids=torch.zeros(n, **i64),
-            has_initial_state=torch.ones(n, dtype=torch.bool, device=dev),
-            logits_indices=torch.arange(n, **i64),
-            max_seqlen=1,
-        )
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.outputs: dict[int, Tensor] = {}
-        self._capture()
+        self.device, self.max_pages, self.vocab = dev, max_pages, model.cfg.vocab_size
+        self.inputs = torch.zeros(_FIELDS * n, dtype=torch.int64, device=dev)
+        self.page_table = torch.zeros(n, max_pages, dtype=torch.int32, device=dev)
+        self.temperature = torch.ones(n, dtype=torch.float32, device=dev)
+        self.noise: Tensor | None = None  # [n, V], allocated with the first temperature graph
+        self.cu_seqlens = torch.arange(n + 1, dtype=torch.int32, device=dev)
+        self.rows = torch.arange(n, dtype=torch.int64, device=dev)
+        self.graphs: dict[tuple[int, bool], torch.cuda.CUDAGraph] = {}
+        self.outputs: dict[tuple[int, bool], tuple[Tensor, Tensor]] = {}
+        self.pool = None if emulate else torch.cuda.graph_pool_handle()
+        self.steps_run = 0  # decode steps that took this path (tests, benchmarks)
+        self._reset_inputs()
+        if not emulate:
+            self._capture([(bs, False) for bs in reversed(self.sizes)])
 
-    def _view(self, bs: int) -> ForwardBatch:
-        b = self.batch
-        return ForwardBatch(
-            input_ids=b.input_ids[:bs], positions=b.positions[:bs],
-            cu_seqlens=b.cu_seqlens[: bs + 1], prefix_lens=b.prefix_lens[:bs],
-            page_table=b.page_table[:bs], slot_ids=b.slot_ids[:bs],
-            has_initial_state=b.has_initial_state[:bs], logits_indices=b.logits_indices[:bs],
-            max_seqlen=1,
+    # ---- the captured step -----------------------------------------------------------------
+    def _step(self, bs: int, sampled: bool) -> tuple[Tensor, Tensor]:
+        fields = self.inputs[: _FIELDS * bs].view(_FIELDS, bs)
+        plan_ids, prev_src = fields[0], fields[1]
+        ids = torch.where(prev_src >= 0, self.token_buf[prev_src.clamp(min=0)], plan_ids)
+        batch = ForwardBatch(
+            input_ids=ids, positions=fields[2], cu_seqlens=self.cu_seqlens[: bs + 1],
+            prefix_lens=fields[3].to(torch.int32), page_table=self.page_table[:bs],
+            slot_ids=fields[4], has_initial_state=fields[5] != 0,
+            logits_indices=self.rows[:bs], max_seqlen=1,
         )  # fmt: skip
+        logits = self.model.forward(batch, self.kv_cache, self.state_cache)
+        noise = self.noise[:bs] if sampled and self.noise is not None else None
+        return logits, greedy_or_temperature(logits, self.temperature[:bs], noise)
 
-    def _forward(self, bs: int) -> Tensor:
-        return self.model.forward(self._view(bs), self.kv_cache, self.state_cache)
+    def _reset_inputs(self) -> None:
+        """Dummy inputs (page 0, slot 0, no previous row) for warm-ups and captures."""
+        self.inputs.zero_()
+        for bs in self.sizes:
+            self.inputs[: _FIELDS * bs].view(_FIELDS, bs)[1].fill_(-1)
+        self.page_table.zero_()
 
-    def _capture(self) -> None:
-        pool = torch.cuda.graph_pool_handle()  # shared across sizes: largest captured first
+    def _capture(self, keys: list[tuple[int, bool]]) -> None:
+        """Warm up (Triton compiles and autotunes outside capture), then capture; the largest
+        size first so the smaller ones reuse its memory from the shared pool."""
+        torch.cuda.synchronize()
+        self._reset_inputs()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            for bs in self.sizes:  # warm up: Triton compiles / autotunes outside capture
-                self._forward(bs)
+            for bs, sampled in keys:
+                self._step(bs, sampled)
         torch.cuda.current_stream().wait_stream(side)
         torch.cuda.synchronize()
-        for bs in reversed(self.sizes):
+        for key in keys:
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g, pool=pool):
-                self.outputs[bs] = self._forward(bs)
-            self.graphs[bs] = g
+            with torch.cuda.graph(g, pool=self.pool):
+                self.outputs[key] = self._step(*key)
+            self.graphs[key] = g
         torch.cuda.synchronize()
 
-    def run(self, batch: ForwardBatch) -> Tensor | None:
-        """Logits of ``batch`` by graph replay, or None when it needs the eager path."""
-        n = batch.num_seqs
-        if (
-            batch.max_seqlen != 1
-            or batch.checkpoint_slots is not None
-            or batch.input_ids.shape[0] != n
-            or batch.logits_indices.shape[0] != n
-            or n > self.sizes[-1]
-            or batch.page_table.shape[1] > self.max_pages
-        ):
-            return None
+    # ---- per step ------------------------------------------------------------------------------
+    def fits(self, num_seqs: int, width: int) -> bool:
+        return num_seqs <= self.sizes[-1] and width <= self.max_pages
+
+    def run(self, step: DecodeStep, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """``(logits [n, V], tokens [n])`` of ``step`` (the caches are updated in place)."""
+        n = step.num_seqs
+        self.steps_run += 1
         bs = next(s for s in self.sizes if s >= n)
-        b, width = self.batch, batch.page_table.shape[1]
-        b.input_ids[:n].copy_(batch.input_ids)
-        b.positions[:n].copy_(batch.positions)
-        b.prefix_lens[:n].copy_(batch.prefix_lens)
-        b.page_table[:n, :width].copy_(batch.page_table)
-        b.page_table[:n, width:].zero_()
-        b.slot_ids[:n].copy_(batch.slot_ids)
-        b.has_initial_state[:n].copy_(batch.has_initial_state)
-        b.logits_indices[:n].copy_(batch.logits_indices)
-        if bs > n:  # padding rows: dummy page 0, dummy slot 0, token 0 at position 0
-            for t in (b.input_ids, b.positions, b.prefix_lens, b.page_table, b.slot_ids):
-                t[n:bs].zero_()
-            b.logits_indices[n:bs].copy_(torch.arange(n, bs, device=b.logits_indices.device))
-        self.graphs[bs].replay()
-        return self.outputs[bs][:n]
+        sampled = step.temperature is not None
+        if sampled and self.noise is None:
+            self.noise = torch.ones(self.sizes[-1], self.vocab, device=self.device)
+        if not self.emulate and (bs, sampled) not in self.graphs:
+            self._capture([(bs, sampled)])  # temperature graphs: on first use
+        host = np.zeros((_FIELDS, bs), dtype=np.int64)
+        host[1, n:] = -1  # padding rows: token 0 at position 0 on page 0 / slot 0
+        for row, values in enumerate(
+            (step.input_ids, step.prev_src, step.positions, step.prefix_lens, step.slot_ids,
+             step.has_initial)
+        ):  # fmt: skip
+            host[row, :n] = values
+        table = np.zeros((bs, step.page_table.shape[1]), dtype=np.int32)
+        table[:n] = step.page_table
+        self.inputs[: _FIELDS * bs].copy_(_pinned(host.reshape(-1), self.device), True)
+        # Columns past the width keep older pages: no row reads past its own length.
+        self.page_table[:bs, : table.shape[1]].copy_(_pinned(table, self.device), True)
+        if sampled:
+            assert step.temperature is not None and self.noise is not None
+            self.temperature[:n].copy_(_pinned(step.temperature, self.device), True)
+            fill_exponential_noise(self.noise[:n], step.seeds, step.sample_positions, generator)
+        if self.emulate:
+            logits, tokens = self._step(bs, sampled)
+        else:
+            self.graphs[(bs, sampled)].replay()
+            logits, tokens = self.outputs[(bs, sampled)]
+        return logits[:n], tokens[:n]
+
+
+def _pinned(values: np.ndarray, device: torch.device) -> Tensor:
+    host = torch.from_numpy(np.ascontiguousarray(values))
+    return host.pin_memory() if device.type == "cuda" else host

@@ -15,10 +15,16 @@ import numpy as np
 import torch
 
 from tokenspeed.executor import faults
-from tokenspeed.executor.cuda_graphs import DecodeGraphs
+from tokenspeed.executor.cuda_graphs import DecodeGraphs, DecodeStep
+from tokenspeed.executor.host_copy import HostCopy
 from tokenspeed.executor.memory import PoolSizes
 from tokenspeed.executor.requests import RequestMeta, RequestState
-from tokenspeed.executor.step_inputs import build_step_inputs, decode_plan, to_device
+from tokenspeed.executor.step_inputs import (
+    build_step_inputs,
+    decode_plan,
+    page_table_rows,
+    to_device,
+)
 from tokenspeed.models.qwen3_5 import Qwen3_5Model
 from tokenspeed.sampling import SampleBatch, SampleOutput, sample
 
@@ -43,17 +49,24 @@ class Executor:
         self.state_cache = model.new_state_cache(sizes.num_slots)
         self.requests: dict[int, RequestState] = {}
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.prev_tokens: torch.Tensor | None = None  # last launched step's samples
-        self.launched: deque[tuple[int, SampleOutput]] = deque()
+        # The last launched step's samples, read on the device as the next step's decode
+        # inputs. Every sampled row holds a state slot, so num_slots rows always suffice.
+        self.token_buf = torch.zeros(sizes.num_slots, dtype=torch.int64, device=self.device)
+        self.has_prev = False
+        self.launched: deque[tuple[int, HostCopy]] = deque()
         self.graphs: DecodeGraphs | None = None
 
-    def capture_decode_graphs(self, max_num_seqs: int, max_pages: int) -> None:
-        """CUDA only: replay pure decode steps from graphs captured per padded batch size."""
-        if self.device.type == "cuda":
+    def capture_decode_graphs(
+        self, max_num_seqs: int, max_pages: int, emulate: bool = False
+    ) -> None:
+        """Replay pure decode steps (forward + sampling) from graphs captured per padded batch
+        size. CUDA only, unless ``emulate`` (CPU tests: the same static-buffer step, eager)."""
+        if self.device.type == "cuda" or emulate:
             with torch.inference_mode():
                 self.graphs = DecodeGraphs(
-                    self.model, self.kv_cache, self.state_cache, max_num_seqs, max_pages
-                )
+                    self.model, self.kv_cache, self.state_cache, self.token_buf,
+                    max_num_seqs, max_pages, emulate=self.device.type != "cuda",
+                )  # fmt: skip
 
     # ---- the engine's contract --------------------------------------------------------------
     @torch.inference_mode()
@@ -68,46 +81,87 @@ class Executor:
             self.requests[rid] = RequestState(meta, out, self.vocab, self.device)
         if faults.ENABLED:  # test-only hook (TOKENSPEED_FAULT_FILE)
             faults.check(int(plan["step"]))
-        inputs = build_step_inputs(a, self.prev_tokens, self.device)
-        if len(a["copy_src"]):
-            self.state_cache.copy_slots(inputs.copy_src, inputs.copy_dst)  # copy on write
-        logits = self.graphs.run(inputs.batch) if self.graphs is not None else None
-        if logits is None:
+        if len(a["prev_token_dst"]) and not self.has_prev:
+            raise ValueError("the plan reads the previous step's samples but there is none")
+        if len(a["copy_src"]):  # copy on write
+            dev = self.device
+            src = to_device(a["copy_src"], torch.int64, dev)
+            self.state_cache.copy_slots(src, to_device(a["copy_dst"], torch.int64, dev))
+        states = self._row_requests(a)
+        step = self._graph_step(a) if self.graphs is not None else None
+        if step is not None:
+            assert self.graphs is not None
+            own = _graph_samples(a, states, self.vocab)
+            if not own:
+                step.temperature = None  # the graph's logits, sampled below
+            logits, tokens = self.graphs.run(step, self.generator)
+            out = SampleOutput(tokens, None, None, None)
+            if not own:
+                out = sample(logits, self._sample_batch(a, states), self.generator)
+        else:
+            inputs = build_step_inputs(a, self.token_buf, self.device)
             logits = self.model.forward(inputs.batch, self.kv_cache, self.state_cache)
-        out = sample(logits, self._sample_batch(a), self.generator)
-        self._record_penalty_tokens(a, out.tokens)
-        self.prev_tokens = out.tokens
-        self.launched.append((int(plan["step"]), out))
+            out = sample(logits, self._sample_batch(a, states), self.generator)
+        self._record_penalty_tokens(states, out.tokens)
+        self.token_buf[: len(out.tokens)].copy_(out.tokens)
+        self.has_prev = True
+        self.launched.append((int(plan["step"]), HostCopy(out, self.device)))
 
     def collect(self, step: int) -> tuple[bytes, bytes, int, bytes, bytes]:
-        """``(sampled u32, logprobs f32, top_k, top_ids u32, top_logprobs f32)`` of ``step``."""
+        """``(sampled u32, logprobs f32, top_k, top_ids u32, top_logprobs f32)`` of ``step``.
+        Waits only for that step's device-to-host copy (later steps keep running)."""
         if not self.launched or self.launched[0][0] != step:
             have = [s for s, _ in self.launched]
             raise RuntimeError(f"collect({step}): launched and uncollected steps are {have}")
-        _, out = self.launched.popleft()
-        tokens = out.tokens.cpu().numpy().astype(np.uint32).tobytes()
-        if out.logprobs is None or out.top_ids is None or out.top_logprobs is None:
-            return tokens, b"", 0, b"", b""
-        return (
-            tokens,
-            out.logprobs.cpu().numpy().astype(np.float32).tobytes(),
-            out.top_ids.shape[1],
-            out.top_ids.cpu().numpy().astype(np.uint32).tobytes(),
-            out.top_logprobs.cpu().numpy().astype(np.float32).tobytes(),
-        )
+        _, copy = self.launched.popleft()
+        return copy.result()
 
     def reset(self) -> None:
         """After a failed step: forget launched, uncollected steps (the engine fails their
         requests) and the previous step's samples, which no surviving request reads."""
         self.launched.clear()
-        self.prev_tokens = None
+        self.has_prev = False
+
+    # ---- the graph path ---------------------------------------------------------------------
+    def _graph_step(self, a: dict[str, np.ndarray]) -> DecodeStep | None:
+        """The plan as a ``DecodeStep`` when it is a pure decode step the graphs hold: one new
+        token per sequence, all of them sampled, no checkpoint."""
+        assert self.graphs is not None
+        n = len(a["working_slots"])
+        widths = np.diff(a["cu_pages"].astype(np.int64))
+        if (
+            len(a["input_ids"]) != n
+            or len(a["logits_indices"]) != n
+            or not np.array_equal(a["sample_seqs"], np.arange(n))
+            or (a["checkpoint_slots"] >= 0).any()
+            or not self.graphs.fits(n, int(widths.max(initial=1)))
+        ):
+            return None
+        prev_src = np.full(n, -1, dtype=np.int64)
+        prev_src[a["prev_token_dst"]] = a["prev_token_src"]
+        temperature = a["temperature"]
+        greedy = bool((temperature < 1e-5).all())
+        return DecodeStep(
+            input_ids=a["input_ids"].astype(np.int64),
+            prev_src=prev_src,
+            positions=a["positions"].astype(np.int64),
+            prefix_lens=a["num_cached"].astype(np.int64),
+            slot_ids=a["working_slots"].astype(np.int64),
+            has_initial=~np.isin(a["working_slots"], a["zero_slots"]),
+            page_table=page_table_rows(a["page_table"], a["cu_pages"]),
+            temperature=None if greedy else temperature.astype(np.float32),
+            seeds=a["seed"].tolist(),
+            sample_positions=(a["positions"].astype(np.int64) + 1).tolist(),
+        )
 
     # ---- sampling inputs --------------------------------------------------------------------
     def _row_requests(self, a: dict[str, np.ndarray]) -> list[RequestState | None]:
         ids = a["request_ids"][a["sample_seqs"]].tolist()
         return [self.requests.get(rid) for rid in ids]
 
-    def _sample_batch(self, a: dict[str, np.ndarray]) -> SampleBatch:
+    def _sample_batch(
+        self, a: dict[str, np.ndarray], states: list[RequestState | None]
+    ) -> SampleBatch:
         dev = self.device
         temperature, top_k, top_p = a["temperature"], a["top_k"], a["top_p"]
         positions = (a["positions"][a["logits_indices"]].astype(np.int64) + 1).tolist()
@@ -126,7 +180,6 @@ class Executor:
             use_min_p=bool((a["min_p"] > 0).any()),
             use_top_k_p=bool(((top_k > 0) & (top_k < self.vocab)).any() or (top_p < 1).any()),
         )
-        states = self._row_requests(a)
         penalty_rows = [r for r, s in enumerate(states) if s and s.output_counts is not None]
         if penalty_rows:
             batch.penalty_rows = torch.tensor(penalty_rows, device=dev)
@@ -143,7 +196,26 @@ class Executor:
             batch.banned_tokens = torch.tensor(banned_tokens, device=dev)
         return batch
 
-    def _record_penalty_tokens(self, a: dict[str, np.ndarray], tokens: torch.Tensor) -> None:
-        for r, s in enumerate(self._row_requests(a)):
+    def _record_penalty_tokens(
+        self, states: list[RequestState | None], tokens: torch.Tensor
+    ) -> None:
+        for r, s in enumerate(states):
             if s is not None and s.output_counts is not None:
                 s.record(tokens[r : r + 1])
+
+
+def _graph_samples(a: dict[str, np.ndarray], states: list[RequestState | None], vocab: int) -> bool:
+    """Whether the graph's own sampling (greedy / temperature) is this step's ``sample``: no
+    logprobs, min-p, top-k / top-p, penalties or min_tokens-banned stop tokens."""
+    top_k = a["top_k"]
+    if int(a["num_logprobs"].max(initial=-1)) >= 0 or (a["min_p"] > 0).any():
+        return False
+    if ((top_k > 0) & (top_k < vocab)).any() or (a["top_p"] < 1).any():
+        return False
+    positions = a["positions"][a["logits_indices"]].astype(np.int64) + 1
+    for s, pos in zip(states, positions.tolist(), strict=True):
+        if s is not None and (
+            s.output_counts is not None or (s.stop_ids and pos - s.prompt_len < s.min_tokens)
+        ):
+            return False
+    return True

@@ -76,7 +76,7 @@ def build_step_inputs(
         positions=to_device(a["positions"], torch.int64, device),
         cu_seqlens=to_device(a["cu_seqlens"], torch.int32, device),
         prefix_lens=to_device(num_cached, torch.int32, device),
-        page_table=to_device(_page_table(a["page_table"], a["cu_pages"]), torch.int32, device),
+        page_table=to_device(page_table_rows(a["page_table"], a["cu_pages"]), torch.int32, device),
         slot_ids=to_device(a["working_slots"], torch.int64, device),
         has_initial_state=torch.from_numpy(has_initial).to(device),
         logits_indices=to_device(a["logits_indices"], torch.int64, device),
@@ -91,7 +91,7 @@ def build_step_inputs(
     )
 
 
-def _page_table(flat: np.ndarray, cu_pages: np.ndarray) -> np.ndarray:
+def page_table_rows(flat: np.ndarray, cu_pages: np.ndarray) -> np.ndarray:
     """Ragged rows ``flat[cu[i]:cu[i+1]]`` as a 0-padded ``[B, max_pages]`` table."""
     starts = cu_pages[:-1].astype(np.int64)
     counts = np.diff(cu_pages.astype(np.int64))

@@ -2,6 +2,19 @@
 logprobs."""
 
 from tokenspeed.sampling.penalties import apply_penalties
-from tokenspeed.sampling.sampler import SampleBatch, SampleOutput, sample
+from tokenspeed.sampling.sampler import (
+    SampleBatch,
+    SampleOutput,
+    fill_exponential_noise,
+    greedy_or_temperature,
+    sample,
+)
 
-__all__ = ["SampleBatch", "SampleOutput", "apply_penalties", "sample"]
+__all__ = [
+    "SampleBatch",
+    "SampleOutput",
+    "apply_penalties",
+    "fill_exponential_noise",
+    "greedy_or_temperature",
+    "sample",
+]

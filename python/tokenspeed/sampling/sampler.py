@@ -130,10 +130,33 @@ def _exponential_noise(
     probs: Tensor, batch: SampleBatch, generator: torch.Generator | None
 ) -> Tensor:
     """``Exp(1)`` noise ``[R, V]``; seeded rows from their own ``(seed, position)`` generator."""
-    noise = torch.empty_like(probs).exponential_(generator=generator)
-    for row, (seed, position) in enumerate(zip(batch.seeds, batch.positions, strict=True)):
+    return fill_exponential_noise(torch.empty_like(probs), batch.seeds, batch.positions, generator)
+
+
+def fill_exponential_noise(
+    noise: Tensor, seeds: list[int], positions: list[int], generator: torch.Generator | None
+) -> Tensor:
+    """Fills ``noise`` ``[R, V]`` in place (and returns it) with the draws :func:`sample` uses,
+    so a CUDA graph that reads a static noise buffer samples exactly what the eager path
+    would."""
+    noise.exponential_(generator=generator)
+    for row, (seed, position) in enumerate(zip(seeds, positions, strict=True)):
         if seed >= 0:
-            g = torch.Generator(device=probs.device)
+            g = torch.Generator(device=noise.device)
             g.manual_seed((seed * _SEED_MIX + position) & _MASK63)
             noise[row].exponential_(generator=g)
     return noise
+
+
+def greedy_or_temperature(logits: Tensor, temperature: Tensor, noise: Tensor | None) -> Tensor:
+    """Tokens ``[R]`` of :func:`sample` for a batch without penalties, banned tokens, min-p,
+    top-k / top-p or logprobs, written with fixed shapes and no host decisions so it can be
+    captured in a CUDA graph. ``noise`` None: every row is greedy."""
+    logits = logits.float()
+    tokens = logits.argmax(dim=-1)
+    if noise is None:
+        return tokens
+    greedy = temperature < _GREEDY_EPS
+    scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
+    drawn = (scaled.softmax(dim=-1) / noise).argmax(dim=-1)
+    return torch.where(greedy, tokens, drawn)

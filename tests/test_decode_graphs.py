@@ -1,0 +1,90 @@
+"""The decode-graph step (static buffers, padding to the captured batch size, previous-step
+tokens gathered on the device, sampling inside the step) against the eager path, on CPU: the
+same code runs without capture (``emulate``), so everything but the capture itself is proven
+here; tests/gpu/test_cuda_graphs_gpu.py covers the capture on a GPU."""
+
+from __future__ import annotations
+
+import hf_fixtures as fx
+import pytest
+import torch
+from tokenspeed import LLM, SamplingParams
+from tokenspeed.sampling import SampleBatch, greedy_or_temperature, sample
+
+PAGE = 16
+VOCAB = 320
+PROMPTS = [fx.random_tokens(n, VOCAB, seed=n).tolist() for n in (3, 17, 40, 64, 90)]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return fx.save_checkpoint(fx.build("moe", seed=3), tmp_path_factory.mktemp("moe"))
+
+
+def make_llm(path, graphs: bool, overlap: bool) -> LLM:
+    llm = LLM(
+        path, page_size=PAGE, max_num_seqs=8, overlap=overlap, kv_cache_pages=200,
+        state_slots=48, seed=11,
+    )  # fmt: skip
+    if graphs:  # before any request: the engine thread is idle
+        core = llm.core
+        max_pages = -(-(core.max_model_len + 1) // PAGE)
+        core.executor.capture_decode_graphs(core.max_running, max_pages, emulate=True)
+    return llm
+
+
+def run(llm: LLM, params: list[SamplingParams]) -> list[list[int]]:
+    outs = llm.generate(prompt_token_ids=PROMPTS, sampling_params=params)
+    llm.check_integrity()
+    return [o.outputs[0].token_ids for o in outs]
+
+
+CASES = {
+    "greedy": [SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)] * 5,
+    # Seeded and unseeded temperature rows and a greedy row in one batch: sampled in the step.
+    "temperature": [
+        SamplingParams(temperature=t, seed=s, max_tokens=12, ignore_eos=True)
+        for t, s in ((0.8, 1), (1.0, None), (0.0, None), (1.3, 7), (0.5, None))
+    ],
+    # Top-k, logprobs and penalties: the step's logits, sampled by the eager sampler.
+    "eager_sampler": [
+        SamplingParams(temperature=1.0, top_k=20, seed=3, max_tokens=12, ignore_eos=True),
+        SamplingParams(temperature=0.0, logprobs=2, max_tokens=12, ignore_eos=True),
+        SamplingParams(temperature=0.7, presence_penalty=0.5, max_tokens=12, ignore_eos=True),
+        SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True),
+        SamplingParams(temperature=0.9, top_p=0.8, max_tokens=12, ignore_eos=True),
+    ],
+}
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_graph_step_equals_eager(model_dir, case, overlap):
+    params = CASES[case]
+    with make_llm(model_dir, graphs=False, overlap=overlap) as llm:
+        eager = run(llm, params)
+    with make_llm(model_dir, graphs=True, overlap=overlap) as llm:
+        graphs = run(llm, params)
+        graphs_used = llm.core.executor.graphs.steps_run
+    # 11 decode steps; the ones that snapshot a GDN checkpoint (page boundary) run eagerly.
+    assert graphs_used >= 8
+    assert graphs == eager
+    assert all(len(t) == 12 for t in graphs)
+
+
+def test_greedy_or_temperature_is_sample():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 50, generator=gen) * 3
+    temperature = torch.tensor([0.0, 0.5, 1.0, 2.0, 0.0, 1.0])
+    noise = torch.empty(6, 50).exponential_(generator=torch.Generator().manual_seed(1))
+    ones = torch.ones(6)
+    batch = SampleBatch(
+        temperature=temperature, top_p=ones, top_k=torch.zeros(6, dtype=torch.long),
+        min_p=torch.zeros(6), presence=torch.zeros(6), frequency=torch.zeros(6),
+        repetition=ones, seeds=[-1] * 6, positions=[0] * 6, use_min_p=False, use_top_k_p=False,
+    )  # fmt: skip
+    expected = sample(logits, batch, torch.Generator().manual_seed(1)).tokens
+    assert torch.equal(greedy_or_temperature(logits, temperature, noise), expected)
+    assert torch.equal(greedy_or_temperature(logits, temperature, None), logits.argmax(-1))
+    # Sampled rows really sample: not all of them equal the argmax over 50 tokens.
+    assert not torch.equal(expected[[1, 2, 3, 5]], logits.argmax(-1)[[1, 2, 3, 5]])
