@@ -182,9 +182,10 @@ pub(super) fn choice_output(
 /// Creates a chat completion.
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatCompletionRequest,
     responses(
-        (status = 200, description = "The completion (or an SSE stream of chunks when `stream`)",
+        (status = 200, description = "The completion, or with `stream` an SSE stream whose events' \
+            `data` are `ChatCompletionChunk` JSON, then `[DONE]`",
             content((ChatCompletionResponse = "application/json"),
-                (crate::protocol::ChatCompletionChunk = "text/event-stream"))),
+                (Object = "text/event-stream"))),
         (status = 400, description = "Invalid request", body = ErrorResponse),
         (status = 401, description = "Bad API key", body = ErrorResponse),
         (status = 404, description = "Unknown model", body = ErrorResponse),

@@ -44,9 +44,10 @@ struct TextCompletion {
 /// Creates a text completion.
 #[utoipa::path(post, path = "/v1/completions", request_body = CompletionRequest,
     responses(
-        (status = 200, description = "The completion (or an SSE stream when `stream`)",
+        (status = 200, description = "The completion, or with `stream` an SSE stream whose events' \
+            `data` are `CompletionResponse`-shaped JSON chunks, then `[DONE]`",
             content((CompletionResponse = "application/json"),
-                (CompletionResponse = "text/event-stream"))),
+                (Object = "text/event-stream"))),
         (status = 400, description = "Invalid request", body = ErrorResponse),
         (status = 401, description = "Bad API key", body = ErrorResponse),
         (status = 404, description = "Unknown model", body = ErrorResponse),
