@@ -7,24 +7,23 @@ Three figures per batch size B:
   the identical prefill cancels out.
 * forward (eager): ``model.forward`` alone on a decode batch at the same context (CUDA events).
 * forward (CUDA graph): the same forward captured once and replayed (batch 1 only, GPU only).
+* optionally the Hugging Face transformers peer at batch 1 (same preset, random init on the GPU).
 Bytes per token at batch 1 = active weights (routed experts counted as top-k of E; the
 embedding row is negligible) + KV read + GDN state read (+ written, reported apart).
 
-  PYTHONPATH=python python benches/decode.py --model qwen3.5-35b-a3b --context 1024
+  PYTHONPATH=python python benches/decode.py --model qwen3.5-35b-a3b --hf-peer
+  (CPU smoke: --model qwen3.5-0.8b --num-layers 2 --runs '64:1,2' --steps 4)
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
+import gc
 import json
-import os
-import platform
-import subprocess
 import time
-from pathlib import Path
 
 import torch
+from report import environment, header, write
 from tokenspeed import LLM, SamplingParams
 from tokenspeed.config import ModelConfig
 from tokenspeed.models import SequenceChunk, build_batch
@@ -146,93 +145,177 @@ def forward_step_seconds(llm: LLM, batch: int, context: int, graph: bool) -> flo
     return _best_seconds(g.replay, model.device, repeats=20)
 
 
+# ---- the Hugging Face peer ----------------------------------------------------------------
+def hf_peer(model: str, num_layers: int | None, context: int, steps: int) -> dict:
+    """Batch-1 decode tokens/s of the same preset run by Hugging Face transformers: built from
+    the preset config on the GPU with its own random init (no checkpoint), bf16."""
+    import transformers
+    from tokenspeed.presets import preset_dict
+
+    text = preset_dict(model).get("text_config") or preset_dict(model)
+    if num_layers is not None:
+        text["num_hidden_layers"] = num_layers
+        text.pop("layer_types", None)
+    moe = text["model_type"].startswith("qwen3_5_moe")
+    config_cls = transformers.Qwen3_5MoeTextConfig if moe else transformers.Qwen3_5TextConfig
+    model_cls = transformers.Qwen3_5MoeForCausalLM if moe else transformers.Qwen3_5ForCausalLM
+    cfg = config_cls(**{k: v for k, v in text.items() if k != "model_type"})
+    try:
+        import fla
+
+        fla_version = getattr(fla, "__version__", "installed")
+    except ImportError:
+        fla_version = None
+    with torch.device("cuda"):
+        hf = model_cls._from_config(cfg, torch_dtype=torch.bfloat16).eval()
+    ids = torch.randint(0, cfg.vocab_size, (1, context), device="cuda")
+
+    def run(tokens: int) -> float:
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.inference_mode():
+            out = hf.generate(
+                ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                eos_token_id=None, pad_token_id=0,
+            )  # fmt: skip
+        torch.cuda.synchronize()
+        assert out.shape[1] == context + tokens
+        return time.perf_counter() - t
+
+    run(2)
+    step = (run(1 + steps) - run(1)) / steps
+    return {
+        "hf_tok_s": 1 / step, "hf_ms_per_step": step * 1e3, "context": context,
+        "transformers": transformers.__version__, "fla": fla_version,
+    }  # fmt: skip
+
+
 # ---- driver --------------------------------------------------------------------------------
+def parse_runs(text: str) -> list[tuple[int, list[int]]]:
+    """``"1024:1,8,32;32768:1"`` -> [(1024, [1, 8, 32]), (32768, [1])]."""
+    runs = []
+    for part in text.split(";"):
+        ctx, batches = part.split(":")
+        runs.append((int(ctx), [int(b) for b in batches.split(",")]))
+    return runs
+
+
+def fits(cfg: ModelConfig, dtype_bytes: int, slots: int, pages: int) -> bool:
+    """Whether weights + state slots + KV pages leave 6 GiB of the GPU for the rest."""
+    from tokenspeed.models.cache import PagedKVCache, StateCache
+
+    dtype = torch.bfloat16 if dtype_bytes == 2 else torch.float32
+    weights = sum(_numel(s.shape) * (4 if s.keep_fp32 else dtype_bytes)
+                  for s in param_specs(cfg).values())  # fmt: skip
+    need = (weights + slots * StateCache.bytes_per_slot(cfg, dtype)
+            + pages * PagedKVCache.bytes_per_page(cfg, PAGE, dtype))  # fmt: skip
+    return need + (6 << 30) <= torch.cuda.get_device_properties(0).total_memory
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="qwen3.5-35b-a3b")
     ap.add_argument("--num-layers", type=int, default=None)
-    ap.add_argument("--context", type=int, default=1024)
+    ap.add_argument("--runs", default="1024:1,8,32,64;32768:1", help="context:batches;...")
     ap.add_argument("--steps", type=int, default=64, help="decode steps timed per batch size")
-    ap.add_argument("--batch-sizes", default="1,8,32")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--bandwidth-gib", type=float, default=4.0)
     ap.add_argument("--out", default="benches/results")
     ap.add_argument("--enforce-eager", action="store_true", help="no decode CUDA graphs")
+    ap.add_argument("--hf-peer", action="store_true", help="also time HF transformers (GPU)")
+    ap.add_argument("--hf-steps", type=int, default=16)
     args = ap.parse_args()
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
-    batches = [int(b) for b in args.batch_sizes.split(",")]
+    runs = parse_runs(args.runs)
     cfg = preset_config(args.model, args.num_layers)
     dtype_bytes = 2 if device.type == "cuda" else 4
     bw = hbm_bandwidth(device, int(args.bandwidth_gib * (1 << 30)))
     print(f"bandwidth: {bw}", flush=True)
-
-    max_batch = max(batches)
-    max_len = args.context + args.steps + 8
+    max_ctx = max(c for c, _ in runs)
+    max_len = max_ctx + args.steps + 8
+    pages = max(b * -(-(c + args.steps + 8) // PAGE) for c, bs in runs for b in bs) + 4
+    if device.type == "cuda":  # drop batch sizes whose state slots do not fit beside the model
+        runs = [(c, [b for b in bs if fits(cfg, 2, 2 * b + 2, pages)]) for c, bs in runs]
+    max_batch = max(b for _, bs in runs for b in bs)
+    pages = max(b * -(-(c + args.steps + 8) // PAGE) for c, bs in runs for b in bs) + 4
     llm = LLM(
         model=args.model, load_format="dummy", num_layers=args.num_layers, device=str(device),
         enable_prefix_caching=False, max_num_seqs=max_batch, max_model_len=max_len,
-        kv_cache_pages=max_batch * -(-max_len // PAGE) + 4, state_slots=2 * max_batch + 2,
-        page_size=PAGE, enforce_eager=args.enforce_eager,
+        kv_cache_pages=pages, state_slots=2 * max_batch + 2, page_size=PAGE,
+        enforce_eager=args.enforce_eager,
     )  # fmt: skip
-    print(f"loaded {args.model} ({cfg.num_hidden_layers} layers) on {device}", flush=True)
-    per_token = bytes_per_token(cfg, args.context, dtype_bytes)
-    read = per_token["weights"] + per_token["kv_read"] + per_token["gdn_state_read"]
+    graphs = llm.core.executor.graphs is not None
+    print(f"loaded {args.model} ({cfg.num_hidden_layers} layers) on {device}, graphs {graphs}")
     hbm = max(bw.values())
     rows = []
-    for b in batches:
-        row: dict[str, float | int | str] = {"batch": b}
-        step = engine_step_seconds(llm, b, args.context, args.steps, seed=b)
-        row["engine_tok_s"] = b / step
-        row["engine_ms_per_step"] = step * 1e3
-        fwd = forward_step_seconds(llm, b, args.context, graph=False)
-        row["forward_eager_ms"] = fwd * 1e3
-        if device.type == "cuda" and b == 1:
-            try:
-                row["forward_graph_ms"] = forward_step_seconds(llm, b, args.context, True) * 1e3
-            except Exception as e:  # report, never hide: the graph path is not built yet
-                row["forward_graph_error"] = f"{type(e).__name__}: {e}"[:300]
-        if b == 1:
-            for key in ("engine_ms_per_step", "forward_eager_ms", "forward_graph_ms"):
-                if key in row:
-                    row[key.replace("_ms", "").replace("_per_step", "") + "_hbm_fraction"] = (
-                        read / (float(row[key]) / 1e3) / 1e9 / hbm
-                    )
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+    for context, batches in runs:
+        per_token = bytes_per_token(cfg, context, dtype_bytes)
+        read = per_token["weights"] + per_token["kv_read"] + per_token["gdn_state_read"]
+        for b in batches:
+            row: dict[str, float | int | str] = {"context": context, "batch": b}
+            row["bytes_read_per_token_batch1"] = read
+            step = engine_step_seconds(llm, b, context, args.steps, seed=b)
+            row["engine_tok_s"] = b / step
+            row["engine_ms_per_step"] = step * 1e3
+            row["forward_eager_ms"] = forward_step_seconds(llm, b, context, graph=False) * 1e3
+            if device.type == "cuda" and b == 1:
+                row["forward_graph_ms"] = forward_step_seconds(llm, b, context, True) * 1e3
+            if b == 1:
+                for key in ("engine_ms_per_step", "forward_eager_ms", "forward_graph_ms"):
+                    if key in row:
+                        name = key.replace("_ms", "").replace("_per_step", "") + "_hbm_fraction"
+                        row[name] = read / (float(row[key]) / 1e3) / 1e9 / hbm
+                        row[name.replace("fraction", "gbps")] = read / (float(row[key]) / 1e3) / 1e9
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    graph_steps = llm.core.executor.graphs.steps_run if graphs else 0
     llm.shutdown()
-    report(args, device, bw, per_token, read, rows)
+    del llm
+    peer = None
+    if args.hf_peer and device.type == "cuda":
+        gc.collect()
+        torch.cuda.empty_cache()
+        try:
+            peer = hf_peer(args.model, args.num_layers, runs[0][0], args.hf_steps)
+            gc.collect()
+            torch.cuda.empty_cache()
+        except Exception as e:  # report, never hide
+            peer = {"error": f"{type(e).__name__}: {e}"[:400]}
+        print(f"hf peer: {peer}", flush=True)
+    report(args, device, bw, rows, graphs, graph_steps, peer)
 
 
-def report(args, device, bw, per_token, read, rows) -> None:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+def report(args, device, bw, rows, graphs, graph_steps, peer) -> None:
+    env = environment(device)
+    mode = "eager" if args.enforce_eager else "graphs"
     result = {
         "bench": "decode", "model": args.model, "num_layers": args.num_layers,
-        "context": args.context, "steps": args.steps, "device": name or "cpu",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "commit": os.environ.get("TS_COMMIT") or _git_commit(), "torch": torch.__version__,
-        "cuda_graphs_in_engine": False, "hbm_bandwidth_gbps": bw,
-        "bytes_per_token_batch1": per_token, "bytes_read_per_token_batch1": read,
-        "rows": rows,
+        "runs": args.runs, "steps": args.steps, **env, "cuda_graphs_in_engine": graphs,
+        "decode_steps_replayed_from_graphs": graph_steps, "hbm_bandwidth_gbps": bw,
+        "rows": rows, "hf_peer": peer,
     }  # fmt: skip
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    mode = "eager" if args.enforce_eager else "graphs"
-    stem = f"decode-{args.model}-ctx{args.context}-{device.type}-{mode}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    stem = f"decode-{args.model}{f'-{args.num_layers}l' if args.num_layers else ''}-{device.type}-{mode}"
     lines = [
-        f"# decode: {args.model} (layers {args.num_layers or 'all'}), context {args.context}",
+        f"# decode: {args.model} (layers {args.num_layers or 'all'}), dummy weights",
         "",
-        f"device {result['device']}, {result['date']}, commit {result['commit']}, "
-        f"torch {torch.__version__}; no CUDA graphs in the engine.",
+        f"{header(env)}; CUDA graphs in the engine: {'yes' if graphs else 'no'} "
+        f"({graph_steps} decode steps replayed). `python benches/decode.py --runs '{args.runs}'"
+        f"{' --hf-peer' if args.hf_peer else ''}`",
         f"HBM: copy {bw['copy_gbps']:.0f} GB/s, read-only reduction "
-        f"{bw['read_reduce_gbps']:.0f} GB/s. Bytes read per token at batch 1: "
-        f"{read / 1e9:.3f} GB (weights {per_token['weights'] / 1e9:.3f}).",
+        f"{bw['read_reduce_gbps']:.0f} GB/s (the larger is the roofline).",
         "",
-        "| batch | engine tok/s | engine ms/step | forward eager ms | forward graph ms | "
-        "HBM fraction (engine / eager / graph) |",
-        "|---|---|---|---|---|---|",
+        "| context | batch | engine tok/s | engine ms/step | forward eager ms | forward graph ms "
+        "| GB read/token (B=1) | HBM fraction (engine / eager / graph) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         frac = " / ".join(
@@ -242,22 +325,31 @@ def report(args, device, bw, per_token, read, rows) -> None:
         )  # fmt: skip
         graph = f"{r['forward_graph_ms']:.2f}" if "forward_graph_ms" in r else "-"
         lines.append(
-            f"| {r['batch']} | {r['engine_tok_s']:.1f} | {r['engine_ms_per_step']:.2f} | "
-            f"{r['forward_eager_ms']:.2f} | {graph} | {frac} |"
+            f"| {r['context']} | {r['batch']} | {r['engine_tok_s']:.1f} | "
+            f"{r['engine_ms_per_step']:.2f} | {r['forward_eager_ms']:.2f} | {graph} | "
+            f"{r['bytes_read_per_token_batch1'] / 1e9:.3f} | {frac} |"
         )
-        if "forward_graph_error" in r:
-            lines.append(f"\ngraph capture failed: `{r['forward_graph_error']}`\n")
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if peer is not None:
+        lines += ["", f"Hugging Face transformers peer (batch 1): {json.dumps(peer)}"]
 
+    def plot(fig) -> None:
+        ax = fig.add_subplot(1, 1, 1)
+        for ctx in sorted({r["context"] for r in rows}):
+            rs = [r for r in rows if r["context"] == ctx]
+            ax.plot([r["batch"] for r in rs], [r["engine_tok_s"] for r in rs], "o-",
+                    label=f"TokenSpeed, context {ctx}")  # fmt: skip
+        if peer and "hf_tok_s" in peer:
+            ax.plot(
+                [1], [peer["hf_tok_s"]], "s", label=f"HF transformers, context {peer['context']}"
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("decode tokens/s")
+        ax.set_title(f"decode {args.model}, {env['device']}")
+        ax.legend()
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    write(args.out, stem, result, lines, plot)
 
 
 if __name__ == "__main__":

@@ -41,18 +41,21 @@ def run(llm: LLM, params: list[SamplingParams]) -> list[list[int]]:
 
 CASES = {
     "greedy": [SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)] * 5,
-    # Seeded and unseeded temperature rows and a greedy row in one batch: sampled in the step.
+    # Seeded temperature rows and a greedy row in one batch: sampled in the step. (Unseeded
+    # draws depend on which requests share each step, which generate() does not fix.)
     "temperature": [
         SamplingParams(temperature=t, seed=s, max_tokens=12, ignore_eos=True)
-        for t, s in ((0.8, 1), (1.0, None), (0.0, None), (1.3, 7), (0.5, None))
+        for t, s in ((0.8, 1), (1.0, 2), (0.0, None), (1.3, 7), (0.5, 4))
     ],
     # Top-k, logprobs and penalties: the step's logits, sampled by the eager sampler.
     "eager_sampler": [
         SamplingParams(temperature=1.0, top_k=20, seed=3, max_tokens=12, ignore_eos=True),
         SamplingParams(temperature=0.0, logprobs=2, max_tokens=12, ignore_eos=True),
-        SamplingParams(temperature=0.7, presence_penalty=0.5, max_tokens=12, ignore_eos=True),
+        SamplingParams(
+            temperature=0.7, presence_penalty=0.5, seed=5, max_tokens=12, ignore_eos=True
+        ),
         SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True),
-        SamplingParams(temperature=0.9, top_p=0.8, max_tokens=12, ignore_eos=True),
+        SamplingParams(temperature=0.9, top_p=0.8, seed=6, max_tokens=12, ignore_eos=True),
     ],
 }
 

@@ -109,10 +109,11 @@ class DecodeGraphs:
         noise = self.noise[:bs] if sampled and self.noise is not None else None
         return logits, greedy_or_temperature(logits, self.temperature[:bs], noise)
 
-    def _reset_inputs(self) -> None:
-        """Dummy inputs (page 0, slot 0, no previous row) for warm-ups and captures."""
+    def _reset_inputs(self, bs: int | None = None) -> None:
+        """Dummy inputs (page 0, slot 0, no previous row) in the layout of size ``bs`` (the
+        sizes' layouts overlap: each warm-up sets its own)."""
         self.inputs.zero_()
-        for bs in self.sizes:
+        if bs is not None:
             self.inputs[: _FIELDS * bs].view(_FIELDS, bs)[1].fill_(-1)
         self.page_table.zero_()
 
@@ -125,6 +126,7 @@ class DecodeGraphs:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for bs, sampled in keys:
+                self._reset_inputs(bs)
                 self._step(bs, sampled)
         torch.cuda.current_stream().wait_stream(side)
         torch.cuda.synchronize()
