@@ -1,8 +1,9 @@
 """Triton kernels against their PyTorch references on the GPU, at Qwen3.5-35B-A3B layer shapes.
 
 bf16 activations, fp32 GDN state. Tolerances: bf16 outputs within 2e-2 absolute + 2e-2
-relative of the reference (a couple of bf16 ulps at O(1) values; the GDN chunk kernel uses
-3xTF32 dots where the reference uses fp32 matmuls); fp32 states within 2e-3 absolute.
+relative of the reference (a couple of bf16 ulps at O(1) values); fp32 states within 2e-3
+absolute, except the GDN chunk kernel's final states (1e-2: its bf16 intermediates, like fla's,
+see `test_gdn_chunked_varlen`).
 Run on a CUDA machine: ``PYTHONPATH=python python -m pytest tests/gpu -q``.
 """
 

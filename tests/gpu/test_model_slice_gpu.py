@@ -15,9 +15,10 @@ import gc
 
 import pytest
 import torch
+import torch.nn.functional as F
 from tokenspeed.config import ModelConfig
 from tokenspeed.kernels import reference as ref
-from tokenspeed.kernels import set_backend
+from tokenspeed.kernels import register, set_backend
 
 pytestmark = pytest.mark.gpu
 if not torch.cuda.is_available():
@@ -157,36 +158,74 @@ def normwise(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got - want).norm() / want.norm()).item()
 
 
+TRUTH = "fp32-truth"  # reference ops in fp32; routed experts upcast one expert at a time
+EXPERT_WEIGHTS = ("experts.gate_up_proj", "experts.down_proj")
+
+
+def moe_experts_fp32(
+    x: torch.Tensor,
+    w_gate_up: torch.Tensor,
+    w_down: torch.Tensor,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+) -> torch.Tensor:
+    """`reference.moe.moe_experts` in fp32 over bf16 expert weights, each expert upcast when
+    used: 397B-A17B's experts in fp32 would not fit in 80 GB, one expert at a time does."""
+    out = torch.zeros_like(x)
+    for expert in torch.unique(ids).tolist():
+        token_idx, slot = torch.where(ids == expert)
+        gate, up = F.linear(x[token_idx], w_gate_up[expert].float()).chunk(2, dim=-1)
+        y = F.linear(F.silu(gate) * up, w_down[expert].float()) * weights[token_idx, slot, None]
+        out.index_add_(0, token_idx, y)
+    return out
+
+
+def agreement(got: torch.Tensor, want: torch.Tensor) -> float:
+    return (got.argmax(-1) == want.argmax(-1)).float().mean().item()
+
+
 @pytest.mark.parametrize("name", SHAPES)
 def test_four_layer_slice_same_logits_on_both_paths(name: str) -> None:
-    """The Triton path's logits are as close to the reference path's as bf16 allows.
+    """Both bf16 paths are as close to the fp32 truth as bf16 allows (issue 7: "agrees with the
+    CPU fp32 reference within bf16 tolerance"), the Triton path no further than the reference.
 
-    Random-weight layers amplify rounding, and bf16 router logits tie (the two paths may pick
-    different, equally likely experts), so the bound is measured, not guessed: for 35B-A3B the
-    slice is also run in fp32 on the reference path, and the Triton path's error against it must
-    stay within 1.5x the bf16 reference path's own error. Both shapes: within 4% normwise of
-    the bf16 reference and the same arg-max for >= 90% of the 1002 rows. (397B-A17B in fp32
-    does not fit in 80 GB.)"""
+    The truth is the same weights run in fp32 on the reference ops. Why not bound Triton vs
+    reference directly: random-weight layers amplify rounding and bf16 router logits tie, so
+    ulp-level differences grow to a few % of the logits. Measured on the H100 (35B-A3B, commit
+    fa75c5d, benches/results/gpu-tests-slice-diag-2026-11-22.log): the bf16 reference path is
+    0.0502 normwise from fp32; swapping one op for its Triton kernel that differs only in a
+    bf16 summation order (the MoE k-expert sum in fp32, the shared-expert add) already moves
+    the logits 0.022 from the reference path; the GDN chunk kernel with bf16 intermediates
+    (w, u, v_new, h stored in bf16, bf16 dots: flash-linear-attention's precision) moves them
+    0.045, yet the Triton path is 0.0487 from fp32, closer than the reference path (397B-A17B:
+    reference 0.0422, Triton 0.0427; gpu-tests-slice-truth-2026-11-22.log). So the
+    distance between the two bf16 paths measures how two roundings diverge, not which is
+    wrong; the distance to fp32 does. Bounds: Triton's normwise error to fp32 at most 1.25x
+    the reference path's + 0.005 (a quarter more than the reference path's own bf16 rounding
+    noise; the GDN precision variants above span 0.0478-0.0506), and its arg-max agreement with fp32 at most 0.03 below the
+    reference path's (30 of 1002 rows; ulp-level op swaps flip up to 5% of rows)."""
+    register(TRUTH, "moe_experts", moe_experts_fp32)
     cfg = config(name)
     weights = dummy_weights(cfg, BF16, DEV, seed=1)
-    truth = None
-    if name == "35B-A3B":
-        fp32 = Qwen3_5Model(cfg, {k: v.float() for k, v in weights.items()})
-        truth = slice_logits(fp32, "reference")
-        del fp32
+    # fp32 copies of every weight but the experts (shared with the bf16 model, upcast per use)
+    fp32 = Qwen3_5Model(cfg, {
+        n: w if n.endswith(EXPERT_WEIGHTS) else w.float() for n, w in weights.items()
+    })  # fmt: skip
+    truth = slice_logits(fp32, TRUTH)
+    del fp32
+    gc.collect()
     model = Qwen3_5Model(cfg, weights)
     want, got = slice_logits(model, "reference"), slice_logits(model, "triton")
     del model, weights
     gc.collect()
     torch.cuda.empty_cache()
-    agree = (got.argmax(-1) == want.argmax(-1)).float().mean().item()
+    err_ref, err_tri = normwise(want, truth), normwise(got, truth)
+    agree_ref, agree_tri = agreement(want, truth), agreement(got, truth)
     report = (
-        f"{name}: triton vs reference normwise {normwise(got, want):.5f}, argmax agree {agree:.4f}"
+        f"{name}: vs fp32: reference normwise {err_ref:.5f} argmax {agree_ref:.4f}, triton "
+        f"normwise {err_tri:.5f} argmax {agree_tri:.4f}; triton vs reference normwise "
+        f"{normwise(got, want):.5f} argmax {agreement(got, want):.4f}"
     )
-    if truth is not None:
-        err_ref, err_tri = normwise(want, truth), normwise(got, truth)
-        report += f"; vs fp32: reference {err_ref:.5f}, triton {err_tri:.5f}"
     print(report)
-    assert normwise(got, want) <= 0.04 and agree >= 0.90, report
-    if truth is not None:
-        assert err_tri <= 1.5 * err_ref, report
+    assert err_tri <= 1.25 * err_ref + 0.005, report
+    assert agree_tri >= agree_ref - 0.03, report
