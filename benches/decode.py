@@ -3,8 +3,8 @@ HBM bandwidth measured in the same run.
 
 Three figures per batch size B:
 * engine: the whole engine (Rust loop + executor + sampling) through ``LLM.generate``; the
-  time per decode step is ``(t(1 + N tokens) - t(1 token)) / N`` with prefix caching off, so
-  the identical prefill cancels out.
+  time per decode step is the device-timeline span of the N steady decode steps over N (CUDA
+  events around each launch, see ``LaunchTimeline``), gaps between steps included.
 * forward (eager): ``model.forward`` alone on a decode batch at the same context (CUDA events).
 * forward (CUDA graph): the same forward captured once and replayed (batch 1 only, GPU only).
 * optionally the Hugging Face transformers peer at batch 1 (same preset, random init on the GPU).
@@ -91,22 +91,67 @@ def _best_seconds(fn, device: torch.device, repeats: int = 10) -> float:
 
 
 # ---- the measurements ----------------------------------------------------------------------
+class LaunchTimeline:
+    """CUDA events around every ``Executor.launch`` (the engine thread looks the method up on
+    each step), tagged decode or not: the steady decode step time is the device-timeline span
+    from the first decode launch to the last over their count, gaps included (the wall time of
+    decode, free of the prefill); the launches' own spans summed over that window is the busy
+    time (an upper bound: it includes the device waiting on the host inside a launch). On CPU,
+    wall-clock stamps."""
+
+    def __init__(self, llm: LLM) -> None:
+        self.ex, self.cuda = llm.core.executor, llm.core.model.device.type == "cuda"
+        self.marks: list[tuple[object, object, bool]] = []
+        self.original = self.ex.launch
+
+    def _stamp(self):
+        if not self.cuda:
+            return time.perf_counter()
+        e = torch.cuda.Event(enable_timing=True)
+        e.record()
+        return e
+
+    def _launch(self, plan) -> None:
+        start = self._stamp()
+        self.original(plan)
+        decode = len(plan["input_ids"]) == len(plan["working_slots"])  # one token per sequence
+        self.marks.append((start, self._stamp(), decode))
+
+    def __enter__(self) -> LaunchTimeline:
+        self.ex.launch = self._launch
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.ex.launch = self.original
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def _seconds(self, a, b) -> float:
+        return a.elapsed_time(b) / 1e3 if self.cuda else b - a
+
+    def decode(self, skip: int = 2) -> tuple[float, float, int]:
+        """(seconds per decode step, busy fraction, steps) over the decode launches after the
+        first ``skip`` (the first ones may still share the GPU with a prefill's tail)."""
+        steps = [(s, e) for s, e, d in self.marks if d][skip:]
+        if len(steps) < 2:
+            raise RuntimeError(f"only {len(steps)} decode steps were timed")
+        window = self._seconds(steps[0][0], steps[-1][1])
+        busy = sum(self._seconds(s, e) for s, e in steps)
+        return window / len(steps), busy / window, len(steps)
+
+
 def engine_step_seconds(llm: LLM, batch: int, context: int, steps: int, seed: int) -> float:
-    """Seconds per decode step of the whole engine at ``batch`` sequences."""
+    """Seconds per steady decode step of the whole engine at ``batch`` sequences."""
     g = torch.Generator().manual_seed(seed)
     vocab = llm.core.cfg.vocab_size
     prompts = [torch.randint(0, vocab, (context,), generator=g).tolist() for _ in range(batch)]
-
-    def run(tokens: int) -> float:
-        p = SamplingParams(max_tokens=tokens, ignore_eos=True, temperature=0.0)
-        sync(llm)
-        t = time.perf_counter()
+    warm = SamplingParams(max_tokens=4, ignore_eos=True, temperature=0.0)
+    llm.generate(prompt_token_ids=prompts, sampling_params=warm)  # compiles these shapes
+    p = SamplingParams(max_tokens=steps + 4, ignore_eos=True, temperature=0.0)
+    with LaunchTimeline(llm) as timeline:
         out = llm.generate(prompt_token_ids=prompts, sampling_params=p)
-        assert all(len(o.outputs[0].token_ids) == tokens for o in out)
-        return time.perf_counter() - t
-
-    run(4)  # warm-up: compiles the kernels at these shapes
-    return (run(1 + steps) - run(1)) / steps
+    assert all(len(o.outputs[0].token_ids) == steps + 4 for o in out)
+    return timeline.decode()[0]
 
 
 def sync(llm: LLM) -> None:

@@ -4,9 +4,9 @@ The engine generates ``--tokens`` tokens for ``--batch`` sequences; two measurem
 * profiler: the union of the device's kernel and copy intervals (torch.profiler / CUPTI, which
   sees the kernels inside CUDA graphs) over the steady window (the middle of the decode: the
   first and last ``--trim`` of the span are left out, which holds the prefill);
-* events: CUDA events around every ``Executor.launch``: busy = the sum of the launches' device
-  spans over the window they cover (an upper bound: a launch's span includes the device
-  waiting for the host inside that launch).
+* events: CUDA events around every ``Executor.launch`` (``decode.LaunchTimeline``): busy = the
+  sum of the decode launches' device spans over the window they cover (an upper bound: a
+  launch's span includes the device waiting for the host inside that launch).
 Target (H100, overlap on): busy >= 95% of the wall time.
 
   PYTHONPATH=python:benches python benches/overlap.py --model qwen3.5-35b-a3b
@@ -16,10 +16,12 @@ Target (H100, overlap on): busy >= 95% of the wall time.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
 
 import torch
+from decode import PAGE, LaunchTimeline
 from report import environment, header, write
 from tokenspeed import LLM, SamplingParams
 
@@ -44,39 +46,23 @@ def busy_from_profile(prof, trim: float) -> float | None:
 
 
 def measure(llm: LLM, batch: int, prompt_len: int, tokens: int, trim: float) -> dict:
-    ex = llm.core.executor
-    marks: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-    original = ex.launch
-
-    def timed_launch(plan) -> None:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        original(plan)
-        end.record()
-        marks.append((start, end))
-
     g = torch.Generator().manual_seed(batch)
     vocab = llm.core.cfg.vocab_size
     prompts = [torch.randint(0, vocab, (prompt_len,), generator=g).tolist() for _ in range(batch)]
     params = SamplingParams(max_tokens=tokens, ignore_eos=True, temperature=0.0)
     llm.generate(prompt_token_ids=prompts, sampling_params=SamplingParams(max_tokens=4))  # warm
-    ex.launch = timed_launch  # the engine thread looks the method up on every step
-    try:
-        activities = [torch.profiler.ProfilerActivity.CUDA]
-        with torch.profiler.profile(activities=activities) as prof:
-            t = time.perf_counter()
-            llm.generate(prompt_token_ids=prompts, sampling_params=params)
-            wall = time.perf_counter() - t
-    finally:
-        ex.launch = original
-    torch.cuda.synchronize()
-    steps = marks[int(len(marks) * trim) : int(len(marks) * (1 - trim))]
-    device_busy = sum(s.elapsed_time(e) for s, e in steps)
-    window = steps[0][0].elapsed_time(steps[-1][1])
+    with (
+        LaunchTimeline(llm) as timeline,
+        torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof,
+    ):
+        t = time.perf_counter()
+        llm.generate(prompt_token_ids=prompts, sampling_params=params)
+        wall = time.perf_counter() - t
+    step, busy_events, steps = timeline.decode(skip=int(tokens * trim))
     return {
-        "batch": batch, "tokens": tokens, "steps": len(marks),
-        "busy_profiler": busy_from_profile(prof, trim), "busy_events": device_busy / window,
-        "ms_per_step_window": window / len(steps), "tok_s": batch * tokens / wall,
+        "batch": batch, "tokens": tokens, "steps": steps,
+        "busy_profiler": busy_from_profile(prof, trim), "busy_events": busy_events,
+        "ms_per_step_window": step * 1e3, "tok_s": batch * tokens / wall,
     }  # fmt: skip
 
 
@@ -98,6 +84,7 @@ def main() -> None:
             model=args.model, load_format="dummy", num_layers=args.num_layers, overlap=overlap,
             enable_prefix_caching=False, max_num_seqs=max(batches),
             max_model_len=args.prompt_len + args.tokens + 8, state_slots=2 * max(batches) + 2,
+            kv_cache_pages=max(batches) * -(-(args.prompt_len + args.tokens + 8) // PAGE) + 2,
         )  # fmt: skip
         for b in batches:
             if device.type != "cuda":  # no device timeline: only check the driver runs
@@ -109,6 +96,9 @@ def main() -> None:
             rows.append(row)
         llm.shutdown()
         del llm
+        gc.collect()  # the engine's cycles hold the model: free it before the next one loads
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     env = environment(device)
     result = {"bench": "overlap", "model": args.model, "num_layers": args.num_layers, **env,
               "prompt_len": args.prompt_len, "rows": rows}  # fmt: skip
