@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import itertools
 import json
+import os
 import subprocess
 import traceback
 from collections.abc import Callable
@@ -390,8 +391,11 @@ MOE_DECODE_SWEEP = {
     "up": [(bn, bk, w) for bn in (4, 8, 16, 32) for bk in (256, 512, 1024) for w in (4, 8)],
     "down": [(bn, bk, w) for bn in (4, 8, 16, 32) for bk in (128, 256, 512) for w in (2, 4, 8)],
 }
-# Prefill: (block_m, up_bn, up_bk, up_warps, up_stages), then (down_bn, down_bk, warps, stages).
+# Prefill: (tail_m,) of the experts' tail blocks (0: none), then
+# (block_m, up_bn, up_bk, up_warps, up_stages), then (down_bn, down_bk, warps, stages); the env
+# variable MOE_SWEEP_PARTS (default "tail,up,down") picks the parts.
 MOE_PREFILL_SWEEP = {
+    "tail": [(64,), (0,)],
     "up": [(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 4, 3),
            (128, 128, 64, 4, 3), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4), (128, 64, 128, 8, 3),
            (64, 128, 64, 8, 3)],
@@ -508,9 +512,10 @@ def sweep_moe_prefill() -> None:
     fn = lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids)  # noqa: E731
     profile_rows("moe_prefill", shape, "triton", fn)
     pre = tk.moe.PREFILL_CONFIG
-    keys = {"up": ("block_m", "up_bn", "up_bk", "up_warps", "up_stages"),
+    keys = {"tail": ("tail_m",),
+            "up": ("block_m", "up_bn", "up_bk", "up_warps", "up_stages"),
             "down": ("down_bn", "down_bk", "down_warps", "down_stages")}  # fmt: skip
-    for part in ("up", "down"):
+    for part in os.environ.get("MOE_SWEEP_PARTS", "tail,up,down").split(","):
         best, best_t = None, float("inf")
         for conf in MOE_PREFILL_SWEEP[part]:
             pre.update(dict(zip(keys[part], conf, strict=True)))

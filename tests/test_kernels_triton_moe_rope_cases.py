@@ -55,8 +55,11 @@ def moe_inputs(tokens: int, dtype: torch.dtype, seed: int, h: int = H, im: int =
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("tokens", [1, 5, 37])  # decode GEMV, decode GEMV, token-sorted
 @pytest.mark.parametrize("even", [False, True])  # 16-wide tiles (not) dividing hidden and Im
-def test_moe_experts(dtype: torch.dtype, tokens: int, even: bool, monkeypatch) -> None:
-    monkeypatch.setitem(tk.moe.PREFILL_CONFIG, "block_m", 16)  # several blocks per expert
+@pytest.mark.parametrize("tail_m", [0, 16])
+def test_moe_experts(dtype: torch.dtype, tokens: int, even: bool, tail_m: int, monkeypatch) -> None:
+    # ~16 pairs per expert: 32-row blocks, and 16-row tail blocks where the remainder fits
+    monkeypatch.setitem(tk.moe.PREFILL_CONFIG, "block_m", 32)
+    monkeypatch.setitem(tk.moe.PREFILL_CONFIG, "tail_m", tail_m)
     for config in (tk.moe.DECODE_CONFIG, tk.moe.PREFILL_CONFIG):
         for key in ("up_bn", "up_bk", "down_bn", "down_bk"):
             monkeypatch.setitem(config, key, 16)
@@ -95,21 +98,28 @@ def rounded_like_kernels(
     return rnd(out)
 
 
-def test_moe_sorted_layout_covers_every_pair_once() -> None:
-    ids = torch.tensor([[3, 0], [3, 1], [0, 3], [5, 3], [3, 2]])
-    pair_of_row, block_expert, row_of_pair = tk.moe.sorted_layout(ids, 6, block_m=2)
-    assert torch.equal(
-        pair_of_row[row_of_pair.long()], torch.arange(ids.numel(), dtype=torch.int32)
-    )
-    rows = pair_of_row.view(-1, 2)
-    real = pair_of_row[pair_of_row < ids.numel()]
-    assert sorted(real.tolist()) == list(range(ids.numel()))
-    for blk, expert in enumerate(block_expert.tolist()):
-        pairs = [p for p in rows[blk].tolist() if p < ids.numel()]
-        if expert < 6:
-            assert pairs and all(ids.view(-1)[p] == expert for p in pairs)
-        else:
-            assert not pairs
+@pytest.mark.parametrize("tail_m", [0, 2])
+def test_moe_sorted_layout_covers_every_pair_once(tail_m: int) -> None:
+    # expert 3: 5 pairs = one 4-row block + a 2-row tail (without tails: two 4-row blocks)
+    ids = torch.tensor([[3, 0], [3, 1], [0, 3], [5, 3], [3, 2], [0, 1]])
+    # the layout is built by kernels: device in, host copies to check
+    layout = tk.moe.sorted_layout(*dev(ids), 6, 4, tail_m)
+    pair_of_row, row_of_pair = layout[0].cpu(), layout[1].cpu()
+    blocks = [t.cpu() for t in layout[2]]
+    pairs = ids.numel()
+    assert torch.equal(pair_of_row[row_of_pair.long()], torch.arange(pairs, dtype=torch.int32))
+    seen, padding = [], 0
+    for expert, start, tail in zip(*(t.tolist() for t in blocks), strict=True):
+        if expert == 6:  # spare block
+            continue
+        rows = 2 if tail else 4
+        real = [p for p in pair_of_row[start : start + rows].tolist() if p < pairs]
+        assert real and all(ids.view(-1)[p] == expert for p in real)
+        seen += real
+        padding += rows - len(real)
+    assert sorted(seen) == list(range(pairs))  # every pair in exactly one block
+    assert padding == (4 if tail_m else 12)  # experts 0, 1, 2, 3, 5 hold 3, 2, 1, 5, 1 pairs
+    assert int(blocks[2].sum()) == (4 if tail_m else 0)  # tails of experts 1, 2, 3, 5
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
