@@ -162,11 +162,13 @@ def level(port: int, args, users: int, system: str, seed0: int) -> dict:
         ts = [t["ttft"] for t in turns if t["turn"] == k]
         by_turn[k] = sum(ts) / len(ts)
     mean_tpot = sum(t["tpot"] for t in turns) / len(turns)
+    later_ttft = sorted(t["ttft"] for t in later) or [0.0]
     return {
         "concurrency": users, "conversations": len(results), "wall_s": wall,
         "tok_s_per_user": 1 / mean_tpot, "mean_tpot_ms": mean_tpot * 1e3,
         "ttft_by_turn_s": by_turn,
-        "ttft_turn1_s": by_turn[1], "ttft_later_s": sum(t["ttft"] for t in later) / max(len(later), 1),
+        "ttft_turn1_s": by_turn[1], "ttft_later_s": sum(later_ttft) / len(later_ttft),
+        "ttft_later_median_s": later_ttft[len(later_ttft) // 2],
         "hit_rate_later": sum(t["cached"] for t in later) / max(sum(t["prompt"] for t in later), 1),
         "hit_rate_all": sum(t["cached"] for t in turns) / sum(t["prompt"] for t in turns),
         "output_tok_s": sum(t["completion"] for t in turns) / wall,
@@ -199,11 +201,14 @@ def main() -> None:
     rng = random.Random(0)
     system = "You are a software engineering agent. Tools: " + json.dumps(TOOLS) + text(400, rng)
     levels = []
+    warm_args = argparse.Namespace(**{**vars(args), "turns": 3, "output_tokens": 16})
     for caching in (True, False):
         server = Server(
             args, caching, args.port, out / f"agentic-server-{'on' if caching else 'off'}.log"
         )
         try:
+            # Not measured: compiles the kernels at this trace's shapes (Triton caches them).
+            level(args.port, warm_args, 1, system, 99)
             for users in args.concurrency if caching else [1]:
                 row = {"prefix_caching": caching, **level(args.port, args, users, system, 7)}
                 print(json.dumps(row), flush=True)
@@ -214,7 +219,7 @@ def main() -> None:
     env = environment(device)
     on1 = next(r for r in levels if r["prefix_caching"] and r["concurrency"] == 1)
     off1 = next(r for r in levels if not r["prefix_caching"])
-    speedup = off1["ttft_later_s"] / on1["ttft_later_s"]
+    speedup = off1["ttft_later_median_s"] / on1["ttft_later_median_s"]
     result = {"bench": "agentic", **env, "args": {k: v for k, v in vars(args).items()},
               "levels": levels, "ttft_later_speedup_caching": speedup}  # fmt: skip
     lines = (
@@ -226,18 +231,24 @@ def main() -> None:
             f"{args.output_tokens} output tokens per turn (ignore_eos), "
             f"{args.conversations_per_user} conversation(s) per user.",
             "",
-            "| caching | users | tok/s per user | TTFT turn 1 s | TTFT turns>=2 s | hit rate turns>=2 "
+            "| caching | users | tok/s per user | TTFT turn 1 s | TTFT turns>=2 mean/median s "
+            "| hit rate turns>=2 "
             "| hit rate all | output tok/s | mean prompt tokens |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         + [
             f"| {'on' if r['prefix_caching'] else 'off'} | {r['concurrency']} | "
-            f"{r['tok_s_per_user']:.1f} | {r['ttft_turn1_s']:.3f} | {r['ttft_later_s']:.3f} | "
+            f"{r['tok_s_per_user']:.1f} | {r['ttft_turn1_s']:.3f} | {r['ttft_later_s']:.3f} / "
+            f"{r['ttft_later_median_s']:.3f} | "
             f"{r['hit_rate_later']:.1%} | {r['hit_rate_all']:.1%} | {r['output_tok_s']:.0f} | "
             f"{r['mean_prompt_tokens']:.0f} |"
             for r in levels
         ]
-        + ["", f"Turn >= 2 TTFT, caching off / on at 1 user: {speedup:.1f}x (target >= 5x)."]
+        + [
+            "",
+            f"Turn >= 2 median TTFT, caching off / on at 1 user: {speedup:.1f}x (target >= 5x). "
+            "Each server first runs one unmeasured 3-turn conversation (kernel compilation).",
+        ]
     )
 
     def plot(fig) -> None:

@@ -72,7 +72,8 @@ def test_graph_step_is_the_padded_eager_step(model):
     step = DecodeStep(
         input_ids=ids, prev_src=np.full(n, -1), positions=np.array(lens),
         prefix_lens=np.array(lens), slot_ids=np.arange(1, n + 1), has_initial=np.ones(n, bool),
-        page_table=table, temperature=None, seeds=[-1] * n, sample_positions=[0] * n,
+        page_table=table, checkpoint_slots=None, checkpoint_offsets=None, temperature=None,
+        seeds=[-1] * n, sample_positions=[0] * n,
     )  # fmt: skip
     logits_g, tokens_g = graphs.run(step, None)
     after_graph = _caches(kv, state)

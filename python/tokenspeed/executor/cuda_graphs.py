@@ -1,6 +1,6 @@
 """``DecodeGraphs``: the whole decode step captured as CUDA graphs, one per padded batch size.
 
-A pure decode step (one new token per sequence, no checkpoint) is replayed from a graph that
+A pure decode step (one new token per sequence) is replayed from a graph that
 holds everything between the host's one H2D copy and the sampled tokens:
 
   gather the previous step's samples (``token_buf``) as input ids -> forward -> sampling
@@ -27,7 +27,9 @@ from torch import Tensor
 from tokenspeed.models.batch import ForwardBatch
 from tokenspeed.sampling import fill_exponential_noise, greedy_or_temperature
 
-_FIELDS = 6  # input id, previous-step row (-1: none), position, prefix length, slot, initial?
+# Per row: input id, previous-step row (-1: none), position, prefix length, slot, initial?,
+# checkpoint slot (-1: none), checkpoint offset (0 or 1 new tokens).
+_FIELDS = 8
 
 
 def graph_batch_sizes(max_num_seqs: int, cap: int = 256) -> list[int]:
@@ -54,6 +56,8 @@ class DecodeStep:
     slot_ids: np.ndarray
     has_initial: np.ndarray
     page_table: np.ndarray  # [n, width]
+    checkpoint_slots: np.ndarray | None  # None: no row snapshots its GDN state this step
+    checkpoint_offsets: np.ndarray | None
     temperature: np.ndarray | None
     seeds: list[int]
     sample_positions: list[int]
@@ -86,16 +90,18 @@ class DecodeGraphs:
         self.noise: Tensor | None = None  # [n, V], allocated with the first temperature graph
         self.cu_seqlens = torch.arange(n + 1, dtype=torch.int32, device=dev)
         self.rows = torch.arange(n, dtype=torch.int64, device=dev)
-        self.graphs: dict[tuple[int, bool], torch.cuda.CUDAGraph] = {}
-        self.outputs: dict[tuple[int, bool], tuple[Tensor, Tensor]] = {}
+        # Keyed by (batch size, samples with noise, snapshots GDN state): the first kind is
+        # captured up front, the others on first use.
+        self.graphs: dict[tuple[int, bool, bool], torch.cuda.CUDAGraph] = {}
+        self.outputs: dict[tuple[int, bool, bool], tuple[Tensor, Tensor]] = {}
         self.pool = None if emulate else torch.cuda.graph_pool_handle()
         self.steps_run = 0  # decode steps that took this path (tests, benchmarks)
         self._reset_inputs()
         if not emulate:
-            self._capture([(bs, False) for bs in reversed(self.sizes)])
+            self._capture([(bs, False, False) for bs in reversed(self.sizes)])
 
     # ---- the captured step -----------------------------------------------------------------
-    def _step(self, bs: int, sampled: bool) -> tuple[Tensor, Tensor]:
+    def _step(self, bs: int, sampled: bool, ckpt: bool) -> tuple[Tensor, Tensor]:
         fields = self.inputs[: _FIELDS * bs].view(_FIELDS, bs)
         plan_ids, prev_src = fields[0], fields[1]
         ids = torch.where(prev_src >= 0, self.token_buf[prev_src.clamp(min=0)], plan_ids)
@@ -104,6 +110,8 @@ class DecodeGraphs:
             prefix_lens=fields[3].to(torch.int32), page_table=self.page_table[:bs],
             slot_ids=fields[4], has_initial_state=fields[5] != 0,
             logits_indices=self.rows[:bs], max_seqlen=1,
+            checkpoint_slots=fields[6] if ckpt else None,
+            checkpoint_offsets=fields[7] if ckpt else None,
         )  # fmt: skip
         logits = self.model.forward(batch, self.kv_cache, self.state_cache)
         noise = self.noise[:bs] if sampled and self.noise is not None else None
@@ -114,10 +122,12 @@ class DecodeGraphs:
         sizes' layouts overlap: each warm-up sets its own)."""
         self.inputs.zero_()
         if bs is not None:
-            self.inputs[: _FIELDS * bs].view(_FIELDS, bs)[1].fill_(-1)
+            fields = self.inputs[: _FIELDS * bs].view(_FIELDS, bs)
+            for row in (1, 6, 7):
+                fields[row].fill_(-1)
         self.page_table.zero_()
 
-    def _capture(self, keys: list[tuple[int, bool]]) -> None:
+    def _capture(self, keys: list[tuple[int, bool, bool]]) -> None:
         """Warm up (Triton compiles and autotunes outside capture), then capture; the largest
         size first so the smaller ones reuse its memory from the shared pool."""
         torch.cuda.synchronize()
@@ -125,9 +135,9 @@ class DecodeGraphs:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            for bs, sampled in keys:
+            for bs, sampled, ckpt in keys:
                 self._reset_inputs(bs)
-                self._step(bs, sampled)
+                self._step(bs, sampled, ckpt)
         torch.cuda.current_stream().wait_stream(side)
         torch.cuda.synchronize()
         for key in keys:
@@ -147,17 +157,21 @@ class DecodeGraphs:
         self.steps_run += 1
         bs = next(s for s in self.sizes if s >= n)
         sampled = step.temperature is not None
+        ckpt = step.checkpoint_slots is not None
+        key = (bs, sampled, ckpt)
         if sampled and self.noise is None:
             self.noise = torch.ones(self.sizes[-1], self.vocab, device=self.device)
-        if not self.emulate and (bs, sampled) not in self.graphs:
-            self._capture([(bs, sampled)])  # temperature graphs: on first use
+        if not self.emulate and key not in self.graphs:
+            self._capture([key])  # temperature / checkpoint graphs: on first use
         host = np.zeros((_FIELDS, bs), dtype=np.int64)
-        host[1, n:] = -1  # padding rows: token 0 at position 0 on page 0 / slot 0
+        host[[1, 6, 7], n:] = -1  # padding rows: token 0 at position 0 on page 0 / slot 0
+        host[6:, :n] = -1
         for row, values in enumerate(
             (step.input_ids, step.prev_src, step.positions, step.prefix_lens, step.slot_ids,
-             step.has_initial)
+             step.has_initial, step.checkpoint_slots, step.checkpoint_offsets)
         ):  # fmt: skip
-            host[row, :n] = values
+            if values is not None:
+                host[row, :n] = values
         table = np.zeros((bs, step.page_table.shape[1]), dtype=np.int32)
         table[:n] = step.page_table
         self.inputs[: _FIELDS * bs].copy_(_pinned(host.reshape(-1), self.device), True)
@@ -168,10 +182,10 @@ class DecodeGraphs:
             self.temperature[:n].copy_(_pinned(step.temperature, self.device), True)
             fill_exponential_noise(self.noise[:n], step.seeds, step.sample_positions, generator)
         if self.emulate:
-            logits, tokens = self._step(bs, sampled)
+            logits, tokens = self._step(*key)
         else:
-            self.graphs[(bs, sampled)].replay()
-            logits, tokens = self.outputs[(bs, sampled)]
+            self.graphs[key].replay()
+            logits, tokens = self.outputs[key]
         return logits[:n], tokens[:n]
 
 

@@ -125,7 +125,7 @@ class Executor:
     # ---- the graph path ---------------------------------------------------------------------
     def _graph_step(self, a: dict[str, np.ndarray]) -> DecodeStep | None:
         """The plan as a ``DecodeStep`` when it is a pure decode step the graphs hold: one new
-        token per sequence, all of them sampled, no checkpoint."""
+        token per sequence, all of them sampled."""
         assert self.graphs is not None
         n = len(a["working_slots"])
         widths = np.diff(a["cu_pages"].astype(np.int64))
@@ -133,7 +133,6 @@ class Executor:
             len(a["input_ids"]) != n
             or len(a["logits_indices"]) != n
             or not np.array_equal(a["sample_seqs"], np.arange(n))
-            or (a["checkpoint_slots"] >= 0).any()
             or not self.graphs.fits(n, int(widths.max(initial=1)))
         ):
             return None
@@ -141,6 +140,9 @@ class Executor:
         prev_src[a["prev_token_dst"]] = a["prev_token_src"]
         temperature = a["temperature"]
         greedy = bool((temperature < 1e-5).all())
+        ckpt_slots = a["checkpoint_slots"].astype(np.int64)
+        has_ckpt = bool((ckpt_slots >= 0).any())
+        ckpt_offsets = np.where(ckpt_slots >= 0, a["checkpoint_offsets"] - a["num_cached"], -1)
         return DecodeStep(
             input_ids=a["input_ids"].astype(np.int64),
             prev_src=prev_src,
@@ -149,6 +151,8 @@ class Executor:
             slot_ids=a["working_slots"].astype(np.int64),
             has_initial=~np.isin(a["working_slots"], a["zero_slots"]),
             page_table=page_table_rows(a["page_table"], a["cu_pages"]),
+            checkpoint_slots=ckpt_slots if has_ckpt else None,
+            checkpoint_offsets=ckpt_offsets.astype(np.int64) if has_ckpt else None,
             temperature=None if greedy else temperature.astype(np.float32),
             seeds=a["seed"].tolist(),
             sample_positions=(a["positions"].astype(np.int64) + 1).tolist(),
