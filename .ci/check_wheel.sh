@@ -7,7 +7,9 @@ maturin=(maturin); command -v maturin >/dev/null || maturin=("${PYTHON:-python3}
 "${maturin[@]}" build --release --quiet -o "$out" >/dev/null || { echo "maturin build failed"; exit 1; }
 wheel=$(ls "$out"/tokenspeed-*-abi3-*.whl)
 echo "wheel: $(basename "$wheel")"
-unzip -l "$wheel" | grep -q "tokenspeed/kernels/__init__.py" || { echo "kernels missing from wheel"; exit 1; }
+# List to a variable first: `unzip | grep -q` under pipefail fails when grep exits early (SIGPIPE).
+listing=$(unzip -l "$wheel")
+grep -q "tokenspeed/kernels/__init__.py" <<<"$listing" || { echo "kernels missing from wheel"; exit 1; }
 tested=0
 # Interpreters on PATH, plus pyenv's (whose shims only answer for the selected version).
 candidates=()
