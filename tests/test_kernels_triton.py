@@ -35,3 +35,20 @@ def test_triton_kernels_under_the_interpreter() -> None:
     )
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter only (it reads launch keys)")
+def test_prefill_lengths_compile_no_new_kernels() -> None:
+    """`test_kernels_triton_recompile_cases.py` in its own interpreter process (a model
+    forward per request shape is slow under the interpreter)."""
+    case = Path(__file__).with_name("test_kernels_triton_recompile_cases.py")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(case), "-q", "-p", "no:cacheprovider"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tokenspeed.kernels.host import set_host_list
 from tokenspeed.models.batch import ForwardBatch
 
 PREV_STEP_TOKEN = 0xFFFFFFFF  # placeholder for a token sampled by the previous step
@@ -48,7 +49,12 @@ def to_device(values: np.ndarray, dtype: torch.dtype, device: torch.device) -> T
     return host
 
 
-_NUMPY = {torch.int64: np.int64, torch.int32: np.int32, torch.float32: np.float32}
+_NUMPY = {
+    torch.int64: np.int64,
+    torch.int32: np.int32,
+    torch.float32: np.float32,
+    torch.bool: np.bool_,
+}
 
 
 def build_step_inputs(
@@ -78,12 +84,18 @@ def build_step_inputs(
         prefix_lens=to_device(num_cached, torch.int32, device),
         page_table=to_device(page_table_rows(a["page_table"], a["cu_pages"]), torch.int32, device),
         slot_ids=to_device(a["working_slots"], torch.int64, device),
-        has_initial_state=torch.from_numpy(has_initial).to(device),
+        has_initial_state=to_device(has_initial, torch.bool, device),
         logits_indices=to_device(a["logits_indices"], torch.int64, device),
         max_seqlen=int(lens.max()),
         checkpoint_slots=to_device(ckpt_slots, torch.int64, device) if has_ckpt else None,
         checkpoint_offsets=to_device(ckpt_offsets, torch.int64, device) if has_ckpt else None,
     )
+    # The kernels plan prefill launches from these on the host: hand them the plan's values so
+    # no layer waits for the GPU to read them back.
+    set_host_list(batch.cu_seqlens, a["cu_seqlens"].tolist())
+    if batch.checkpoint_slots is not None and batch.checkpoint_offsets is not None:
+        set_host_list(batch.checkpoint_slots, ckpt_slots.tolist())
+        set_host_list(batch.checkpoint_offsets, ckpt_offsets.astype(np.int64).tolist())
     return StepInputs(
         batch=batch,
         copy_src=to_device(a["copy_src"], torch.int64, device),

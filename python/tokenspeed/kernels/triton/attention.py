@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from tokenspeed.kernels.host import host_list
 from tokenspeed.kernels.triton.attention_decode import paged_decode
 from tokenspeed.kernels.triton.common import check_device, int_tensor, next_pow2
 
@@ -60,7 +61,8 @@ def write_kv_cache(
         )  # fmt: skip
 
 
-@triton.jit
+# Length arguments are not specialised: see common.NO_RECOMPILE.
+@triton.jit(do_not_specialize=["pt_s"])
 def _prefill_kernel(
     q_ptr, q_st, q_sh, kc_ptr, vc_ptr, pt_ptr, pt_s, out_ptr,
     blk_seq_ptr, blk_tok_ptr, cu_ptr, prefix_ptr,
@@ -136,7 +138,7 @@ def paged_attention(
     cfg = PREFILL_CONFIG
     block_m = max(cfg["block_m"], next_pow2(group))  # rows are (token, head of the group) pairs
     tok_per_block = block_m // group
-    bounds = cu_seqlens.tolist()
+    bounds = host_list(cu_seqlens)
     blk_seq: list[int] = []
     blk_tok: list[int] = []
     for b in range(num_seqs):

@@ -21,7 +21,8 @@ TARGET_PROGRAMS = 264  # ~2 waves over an H100's 132 SMs
 MIN_KEYS_PER_SPLIT = 256
 
 
-@triton.jit
+# Length arguments are not specialised: see common.NO_RECOMPILE.
+@triton.jit(do_not_specialize=["pt_s", "KEYS_PER_SPLIT", "NSPLIT"])
 def _decode_split_kernel(
     q_ptr, q_st, q_sh, kc_ptr, vc_ptr, pt_ptr, pt_s, prefix_ptr, part_o_ptr, part_lse_ptr,
     NH, NKV, G, D, PAGE, KEYS_PER_SPLIT, NSPLIT, scale_log2,
@@ -67,7 +68,8 @@ def _decode_split_kernel(
     tl.store(part_lse_ptr + part, lse, mask=g_ok)
 
 
-@triton.jit
+# Length arguments are not specialised: see common.NO_RECOMPILE.
+@triton.jit(do_not_specialize=["NSPLIT"])
 def _decode_merge_kernel(part_o_ptr, part_lse_ptr, out_ptr, D, NSPLIT,
                          BS: tl.constexpr, BD: tl.constexpr):  # fmt: skip
     bh = tl.program_id(0).to(tl.int64)  # b * NH + head

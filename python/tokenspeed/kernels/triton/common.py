@@ -11,6 +11,19 @@ from torch import Tensor
 # then run on CPU tensors (tests), otherwise they need CUDA tensors.
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
+# NO_RECOMPILE: Triton compiles one variant per distinct specialisation key, and plain int
+# arguments are keyed on ``== 1`` and ``% 16 == 0``, pointers on 16-byte alignment. Arguments
+# that follow the request (token counts, page-table width, split sizes) are therefore listed in
+# ``do_not_specialize`` (they only bound masks and loops, so nothing is lost), and int tables
+# packed into one buffer start every table on a 16-byte boundary (`align4`): otherwise the n-th
+# request with a new combination recompiles on the GPU (hundreds of ms in its TTFT).
+
+
+def align4(n: int) -> int:
+    """``n`` rounded up to a multiple of 4: 4-byte tables of these sizes packed one after the
+    other each start 16-byte aligned (see NO_RECOMPILE)."""
+    return -(-n // 4) * 4
+
 
 def next_pow2(n: int, minimum: int = 1) -> int:
     """Smallest power of two >= max(n, minimum) (Triton block shapes must be powers of two)."""

@@ -30,7 +30,8 @@ def _tap(x_ptr, x_st, state_ptr, s_s0, s_s1, slot, start, has_init, pos, c, mask
     return xv + sv
 
 
-@triton.jit
+# Length arguments are not specialised: see common.NO_RECOMPILE.
+@triton.jit(do_not_specialize=["T"])
 def _conv_varlen_kernel(
     x_ptr, x_st, w_ptr, state_ptr, s_s0, s_s1, out_ptr,
     seq_of_row_ptr, cu_ptr, slot_ptr, init_ptr, T, C,

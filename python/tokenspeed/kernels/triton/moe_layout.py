@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from tokenspeed.kernels.triton.common import next_pow2
+from tokenspeed.kernels.triton.common import align4, next_pow2
 
 
 class Blocks(NamedTuple):
@@ -48,7 +48,8 @@ def _count_below(sorted_ptr, n, key, steps):
     return lo
 
 
-@triton.jit
+# Length arguments are not specialised: see common.NO_RECOMPILE.
+@triton.jit(do_not_specialize=["pairs", "pair_steps", "MAX_BLOCKS"])
 def block_table_kernel(sorted_ptr, pairs, pair_steps, E, expert_steps, scratch_ptr,
                        row_shift_ptr, block_expert_ptr, block_start_ptr, block_tail_ptr,
                        MAX_BLOCKS, BM: tl.constexpr, TAIL_M: tl.constexpr,
@@ -88,7 +89,8 @@ def block_table_kernel(sorted_ptr, pairs, pair_steps, E, expert_steps, scratch_p
         tl.store(block_tail_ptr + b, is_tail.to(tl.int8), mask=b_ok)
 
 
-@triton.jit
+# Length arguments are not specialised: see common.NO_RECOMPILE.
+@triton.jit(do_not_specialize=["pairs"])
 def scatter_pairs_kernel(sorted_ptr, order_ptr, row_shift_ptr, pair_of_row_ptr, row_of_pair_ptr,
                          pairs, BLOCK: tl.constexpr):  # fmt: skip
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -120,10 +122,11 @@ def sorted_layout(
     # ceil(count / block_m) blocks per expert, at most this many in all
     max_blocks = triton.cdiv(pairs, block_m) + min(num_experts, pairs)
     block_e = next_pow2(num_experts)
-    ints = torch.empty(5 * block_e + num_experts + 2 * max_blocks + pairs, dtype=torch.int32,
-                       device=device)  # fmt: skip
-    scratch, row_shift, block_expert, block_start, row_of_pair = ints.split(
-        [5 * block_e, num_experts, max_blocks, max_blocks, pairs]
+    # Each table starts 16-byte aligned whatever max_blocks is (common.NO_RECOMPILE).
+    sizes = [5 * block_e, num_experts, max_blocks, max_blocks, pairs]
+    ints = torch.empty(sum(align4(n) for n in sizes), dtype=torch.int32, device=device)
+    scratch, row_shift, block_expert, block_start, row_of_pair = (
+        part[:n] for part, n in zip(ints.split([align4(n) for n in sizes]), sizes, strict=True)
     )
     block_tail = torch.empty(max_blocks, dtype=torch.int8, device=device)
     block_table_kernel[(1,)](

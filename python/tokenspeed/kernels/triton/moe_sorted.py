@@ -61,7 +61,8 @@ def _up_tile(x_ptr, x_st, w_ptr, pair_ptr, act_ptr, expert, start, pairs, H, IM,
     tl.store(act_ptr + rows[:, None] * IM + n[None, :], y, mask=valid[:, None] & n_ok)
 
 
-@triton.jit
+# Length arguments are not specialised: see common.NO_RECOMPILE.
+@triton.jit(do_not_specialize=["pairs"])
 def up_sorted_kernel(x_ptr, x_st, w_ptr, pair_ptr, block_expert_ptr, block_start_ptr,
                      block_tail_ptr, act_ptr, pairs, E, H, IM, TOP_K: tl.constexpr,
                      BM: tl.constexpr, TAIL_M: tl.constexpr, BN: tl.constexpr,
@@ -116,7 +117,8 @@ def _down_tile(act_ptr, w_ptr, pair_ptr, rw_ptr, y_ptr, expert, start, pairs, H,
     tl.store(y_ptr + rows[:, None] * H + n[None, :], y.to(act), mask=valid[:, None] & n_ok)
 
 
-@triton.jit
+# Length arguments are not specialised: see common.NO_RECOMPILE.
+@triton.jit(do_not_specialize=["pairs"])
 def down_sorted_kernel(act_ptr, w_ptr, pair_ptr, block_expert_ptr, block_start_ptr,
                        block_tail_ptr, rw_ptr, y_ptr, pairs, E, H, IM, BM: tl.constexpr,
                        TAIL_M: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,

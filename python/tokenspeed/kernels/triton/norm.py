@@ -16,7 +16,8 @@ from torch import Tensor
 from tokenspeed.kernels.triton.common import as_rows, next_pow2
 
 
-@triton.jit
+# Length arguments are not specialised: see common.NO_RECOMPILE.
+@triton.jit(do_not_specialize=["rows"])
 def _rms_norm_kernel(
     x_ptr, x_sa, x_sb,            # input rows: row r = (r // nb, r % nb) -> a * x_sa + b * x_sb
     res_ptr, res_sa, res_sb,      # residual (ADD) / gate (GATED) rows, same addressing
