@@ -32,6 +32,7 @@ pub mod state;
 pub mod stop;
 pub mod template;
 pub mod tokenizer;
+pub mod tokenizer_segments;
 pub mod tool_parser;
 pub mod validate;
 

@@ -44,6 +44,12 @@ const MERGED: [&[u8]; 10] = [
 
 /// Builds the test tokenizer.
 pub fn byte_level_tokenizer() -> Tokenizer {
+    byte_level_tokenizer_with(Value::Null, false, false)
+}
+
+/// The test tokenizer with this `normalizer` JSON, and its added tokens `normalized` and
+/// `lstrip` as given.
+pub fn byte_level_tokenizer_with(normalizer: Value, normalized: bool, lstrip: bool) -> Tokenizer {
     let mut vocab = Map::new();
     for byte in 0..=255u8 {
         vocab.insert(to_vocab_str(&[byte]), json!(byte));
@@ -60,14 +66,15 @@ pub fn byte_level_tokenizer() -> Tokenizer {
         .enumerate()
         .map(|(i, (content, special))| {
             json!({"id": first_added + i, "content": content, "single_word": false,
-                   "lstrip": false, "rstrip": false, "normalized": false, "special": special})
+                   "lstrip": lstrip, "rstrip": false, "normalized": normalized,
+                   "special": special})
         })
         .collect();
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false,
                             "trim_offsets": false, "use_regex": true});
     let doc = json!({
         "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": added, "normalizer": null,
+        "added_tokens": added, "normalizer": normalizer,
         "pre_tokenizer": byte_level, "post_processor": null,
         "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true},
         "model": {"type": "BPE", "dropout": null, "unk_token": null,

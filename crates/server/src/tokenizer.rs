@@ -1,6 +1,9 @@
 //! A model's tokenizer, loaded from its Hugging Face `tokenizer.json`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::tokenizer_segments::{SegmentedEncoding, MIN_SEGMENTED_BYTES};
 
 /// Why a tokenizer could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,8 @@ pub enum TokenizerError {
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// Message-wise encoding with a cache, where it gives the same ids (`tokenizer_segments`).
+    segments: Option<Arc<SegmentedEncoding>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -50,7 +55,7 @@ impl Tokenizer {
         let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
         let inner =
             tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| load_error(e.to_string()))?;
-        Ok(Self { inner })
+        Ok(Self::new(inner))
     }
 
     /// Parses a `tokenizer.json` document held in memory.
@@ -59,12 +64,38 @@ impl Tokenizer {
             path: PathBuf::from("<memory>"),
             message: e.to_string(),
         })?;
-        Ok(Self { inner })
+        Ok(Self::new(inner))
+    }
+
+    fn new(inner: tokenizers::Tokenizer) -> Self {
+        let segments = SegmentedEncoding::for_tokenizer(&inner).map(Arc::new);
+        Self { inner, segments }
+    }
+
+    /// Whether long chat prompts are encoded message by message through the cache.
+    pub fn segmented(&self) -> Option<&SegmentedEncoding> {
+        self.segments.as_deref()
     }
 
     /// Token ids of `text`. Added tokens written in the text (`<|im_start|>`) become their ids;
     /// `add_special_tokens` runs the post-processor (BOS/EOS templates of some models).
+    /// Long texts are encoded message by message where that gives the same ids, reusing the
+    /// messages earlier requests encoded (a conversation re-sends its whole history each turn).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
+        match &self.segments {
+            Some(segments) if !add_special_tokens && text.len() >= MIN_SEGMENTED_BYTES => {
+                segments.encode(text, |piece| self.encode_whole(piece, false))
+            }
+            _ => self.encode_whole(text, add_special_tokens),
+        }
+    }
+
+    /// [`Self::encode`] in one piece, without the cache.
+    pub fn encode_whole(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>, TokenizerError> {
         let encoding = self
             .inner
             .encode_fast(text, add_special_tokens)
