@@ -5,10 +5,10 @@ OUT=${1:-benches/results}
 M=qwen3.5-35b-a3b
 timeout 140 python3 benches/decode.py --model $M --runs '1024:1,8,32;32768:1' --steps 48 --hf-peer --out "$OUT" 2>&1 | grep -v Warn | tail -14
 # A 20-layer slice: 16 users' KV and recurrent state must fit beside the weights on 80 GB.
-# At 16 users the 2026-11-22 run's hit rate fell to 3%: the default pools hold about what the
-# running sequences need (KV capped at max_num_seqs x max_model_len, 5 state slots per sequence),
-# leaving no room for 16 cached conversations. Untested remedy: add to the agentic line
-#   --server-args "--kv-cache-pages 40000 --state-slots 400"   (13 GB KV + 12 GB state)
+# At 16 users the 2026-11-22 run's hit rate fell to 3%: state slots were capped at 5 per sequence
+# (80), too few for 16 conversations' checkpoints, so the LRU evicted each one's before its next
+# turn. Slots now default to STATE_FRACTION of the free memory that KV (still capped at
+# max_num_seqs x max_model_len: 16 x 64k tokens, ~10 GB) leaves (~290 slots, ~9 GB): no override.
 timeout 200 python3 benches/agentic.py --model $M --num-layers 20 --concurrency 1,4,16 --first-turn-words 24000 --turns 10 --output-tokens 500 --out "$OUT" 2>&1 | tail -12
 timeout 75 python3 benches/long_context.py --model $M --steps 32 --out "$OUT" 2>&1 | tail -7
 timeout 80 python3 benches/overlap.py --model $M --batches 1,16 --tokens 128 --out "$OUT" 2>&1 | tail -7
