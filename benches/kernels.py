@@ -383,7 +383,9 @@ def bench_attention() -> None:
         row("paged_prefill", f"T={tokens}", "sdpa_flash", ms(lambda: f(q, ke, ve, is_causal=True)))
 
 
-E, TOP_K, IM = 256, 8, 512  # 35B-A3B experts
+# 35B-A3B experts + the shared one as expert E, every token's extra slot (`moe_route_shared`)
+E, TOP_K, IM = 256, 8, 512
+SLOTS = TOP_K + 1
 GRAPH_CALLS = 32  # calls per CUDA graph, each on other experts (L2 holds none of them)
 
 # Decode launch shapes tried per kernel (coordinate descent: up first, then down).
@@ -438,19 +440,26 @@ def profile_rows(kernel: str, shape: str, impl: str, fn: Callable[[], object]) -
     row(kernel, shape, f"{impl}-profile", total, per_kernel_ms=times)
 
 
+def expert_weights() -> tuple[torch.Tensor, torch.Tensor]:
+    """[gate|up] and down weights of E + 1 experts (the last one is the shared expert)."""
+    gate_up = torch.randn(E + 1, 2 * IM, H, device=DEV, dtype=BF16) * 0.02
+    return gate_up, torch.randn(E + 1, H, IM, device=DEV, dtype=BF16) * 0.02
+
+
 def moe_decode_calls(
     tokens: int, w_gate_up: torch.Tensor, w_down: torch.Tensor
 ) -> tuple[list, float]:
-    """GRAPH_CALLS calls, each routing to other experts; mean distinct-expert bytes per call."""
+    """GRAPH_CALLS calls, each on other experts (batch 1: disjoint sets of SLOTS experts, any
+    one standing for the shared one); mean distinct-expert bytes per call."""
     calls, nbytes = [], 0
     for i in range(GRAPH_CALLS):
         x = torch.randn(tokens, H, device=DEV, dtype=BF16)
-        if tokens == 1:  # disjoint expert sets
-            ids = torch.arange(i * TOP_K, (i + 1) * TOP_K, device=DEV)[None] % E
-            weights = torch.softmax(torch.randn(1, TOP_K, device=DEV), -1).to(BF16)
+        if tokens == 1:
+            ids = torch.arange(i * SLOTS, (i + 1) * SLOTS, device=DEV)[None] % (E + 1)
+            weights = torch.softmax(torch.randn(1, SLOTS, device=DEV), -1).to(BF16)
         else:
-            logits = torch.randn(tokens, E, device=DEV, dtype=BF16)
-            weights, ids = ref.moe_route(logits, TOP_K, True)
+            logits = torch.randn(tokens, E + 1, device=DEV, dtype=BF16)
+            weights, ids = ref.moe_route_shared(logits, TOP_K, True)
         nbytes += ids.unique().numel() * 3 * IM * H * 2
         calls.append(lambda x=x, w=weights, i=ids: tk.moe.moe_experts(x, w_gate_up, w_down, w, i))
     return calls, nbytes / GRAPH_CALLS
@@ -458,18 +467,18 @@ def moe_decode_calls(
 
 def bench_moe() -> None:
     """Experts only (routing given): decode reads only the chosen experts; prefill is compute."""
-    w_gate_up = torch.randn(E, 2 * IM, H, device=DEV, dtype=BF16) * 0.02
-    w_down = torch.randn(E, H, IM, device=DEV, dtype=BF16) * 0.02
+    w_gate_up, w_down = expert_weights()
     dec = tk.moe.DECODE_CONFIG
     for tokens in (1, 8, 32):
-        shape = f"B={tokens},E={E},k={TOP_K}"
+        shape = f"B={tokens},E={E}+1,k={TOP_K}+1"
         calls, nbytes = moe_decode_calls(tokens, w_gate_up, w_down)
         row("moe_decode", shape, "triton-gemv-graph", graph_ms(calls), nbytes, config=dict(dec))
         row("moe_decode", shape, "triton-gemv-eager", ms(calls[0]), nbytes, config=dict(dec))
         if tokens == 1:
             profile_rows("moe_decode", shape, "triton-gemv", calls[0])
             x = torch.randn(tokens, H, device=DEV, dtype=BF16)
-            weights, ids = ref.moe_route(torch.randn(1, E, device=DEV, dtype=BF16), TOP_K, True)
+            logits = torch.randn(1, E + 1, device=DEV, dtype=BF16)
+            weights, ids = ref.moe_route_shared(logits, TOP_K, True)
             t = ms(lambda: ref.moe_experts(x, w_gate_up, w_down, weights, ids))
             row("moe_decode", shape, "reference", t, nbytes)
 
@@ -477,8 +486,7 @@ def bench_moe() -> None:
 def sweep_moe_decode() -> None:
     """Coordinate descent over the decode launch shapes at batch 1, then batch 8 and 32 with
     the best; CUDA-graph timing as in `bench_moe`."""
-    w_gate_up = torch.randn(E, 2 * IM, H, device=DEV, dtype=BF16) * 0.02
-    w_down = torch.randn(E, H, IM, device=DEV, dtype=BF16) * 0.02
+    w_gate_up, w_down = expert_weights()
     dec = tk.moe.DECODE_CONFIG
     calls, nbytes = moe_decode_calls(1, w_gate_up, w_down)
     for part in ("up", "down"):
@@ -502,13 +510,13 @@ def sweep_moe_decode() -> None:
 
 def sweep_moe_prefill() -> None:
     """Prefill at 8k tokens: profile of the default, then coordinate descent over the tiles."""
-    w_gate_up = torch.randn(E, 2 * IM, H, device=DEV, dtype=BF16) * 0.02
-    w_down = torch.randn(E, H, IM, device=DEV, dtype=BF16) * 0.02
+    w_gate_up, w_down = expert_weights()
     tokens = 8192
     x = torch.randn(tokens, H, device=DEV, dtype=BF16)
-    weights, ids = ref.moe_route(torch.randn(tokens, E, device=DEV, dtype=BF16), TOP_K, True)
-    flops = 2 * tokens * TOP_K * 3 * IM * H
-    shape = f"T={tokens},E={E},k={TOP_K}"
+    logits = torch.randn(tokens, E + 1, device=DEV, dtype=BF16)
+    weights, ids = ref.moe_route_shared(logits, TOP_K, True)
+    flops = 2 * tokens * SLOTS * 3 * IM * H
+    shape = f"T={tokens},E={E}+1,k={TOP_K}+1"
     fn = lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids)  # noqa: E731
     profile_rows("moe_prefill", shape, "triton", fn)
     pre = tk.moe.PREFILL_CONFIG
@@ -535,22 +543,21 @@ def sweep_moe_prefill() -> None:
 
 
 def bench_moe_prefill() -> None:
-    w_gate_up = torch.randn(E, 2 * IM, H, device=DEV, dtype=BF16) * 0.02
-    w_down = torch.randn(E, H, IM, device=DEV, dtype=BF16) * 0.02
+    w_gate_up, w_down = expert_weights()
     tokens = 8192
     x = torch.randn(tokens, H, device=DEV, dtype=BF16)
-    logits = torch.randn(tokens, E, device=DEV, dtype=BF16)
-    weights, ids = ref.moe_route(logits, TOP_K, True)
-    flops = 2 * tokens * TOP_K * 3 * IM * H
-    shape = f"T={tokens},E={E},k={TOP_K}"
+    logits = torch.randn(tokens, E + 1, device=DEV, dtype=BF16)
+    weights, ids = ref.moe_route_shared(logits, TOP_K, True)
+    flops = 2 * tokens * SLOTS * 3 * IM * H
+    shape = f"T={tokens},E={E}+1,k={TOP_K}+1"
     t = ms(lambda: tk.moe.moe_experts(x, w_gate_up, w_down, weights, ids))
     tflops = flops / t / 1e9
     row("moe_prefill", shape, "triton", t, config=dict(tk.moe.PREFILL_CONFIG),
         TFLOPs=round(tflops, 1), pct_gemm_peak=round(100 * tflops / BOUNDS["bf16_TFLOPs"], 1))  # fmt: skip
-    t = ms(lambda: tk.moe.moe_route(logits, TOP_K, True))
-    row("moe_route", shape, "triton", t, logits.numel() * 2)
-    t = ms(lambda: ref.moe_route(logits, TOP_K, True))
-    row("moe_route", shape, "reference", t, logits.numel() * 2)
+    t = ms(lambda: tk.moe.moe_route_shared(logits, TOP_K, True))
+    row("moe_route_shared", shape, "triton", t, logits.numel() * 2)
+    t = ms(lambda: ref.moe_route_shared(logits, TOP_K, True))
+    row("moe_route_shared", shape, "reference", t, logits.numel() * 2)
 
 
 def bench_attention_input() -> None:

@@ -20,9 +20,11 @@ Fixtures (``build(name)``):
   dense             Qwen3_5ForCausalLM, 4 layers (interval 4 -> lin,lin,lin,full), untied
   dense_tied        Qwen3_5ForCausalLM, 6 layers, full_attention_interval=3, tied embeddings
   dense_layer_types Qwen3_5ForCausalLM, 5 layers, explicit layer_types [full,lin,lin,full,lin]
-  moe               Qwen3_5MoeForCausalLM, 4 layers, interval 2, top-2 of 6 experts
+  moe               Qwen3_5MoeForCausalLM, 4 layers, interval 2, top-2 of 6 experts, shared
+                    expert as wide as a routed one (like the releases: it runs as expert E)
   next              Qwen3NextForCausalLM, 6 layers, interval 3, decoder_sparse_step=2,
-                    mlp_only_layers=[3] -> MoE at layers 1 and 5, dense elsewhere
+                    mlp_only_layers=[3] -> MoE at layers 1 and 5, dense elsewhere; shared
+                    expert wider (48) than a routed one (32): the separate shared-MLP path
   vlm               Qwen3_5ForConditionalGeneration (tiny vision tower), tied at both levels
   vlm_moe           Qwen3_5MoeForConditionalGeneration (tiny vision tower), untied
 """
@@ -63,7 +65,7 @@ _MOE = {
     "num_experts": 6,
     "num_experts_per_tok": 2,
     "moe_intermediate_size": 32,
-    "shared_expert_intermediate_size": 48,
+    "shared_expert_intermediate_size": 32,
 }
 _VISION = {
     "depth": 1,
@@ -122,7 +124,7 @@ def tiny_next(*, norm_topk_prob: bool = True, seed: int = 0, **overrides) -> Qwe
         decoder_sparse_step=2,
         mlp_only_layers=[3],
         norm_topk_prob=norm_topk_prob,
-        **_MOE,
+        **{**_MOE, "shared_expert_intermediate_size": 48},
     )
     kwargs["rope_parameters"] = {"rope_type": "default", "rope_theta": 500_000.0}
     kwargs["partial_rotary_factor"] = 0.5  # legacy top-level field, as Qwen3-Next configs have

@@ -3,7 +3,8 @@
 GDN: chunked form == token-by-token recurrent form == a float64 closed form == HF's torch
 chunk kernel; paged attention == plain causal SDPA; conv == F.conv1d over the whole
 sequence; norms bit-identical to HF's modules (bf16 too); RoPE == explicit pair rotation;
-MoE == a per-token loop. Shapes use head ratios that are not powers of two.
+MoE == a per-token loop, and the shared expert run as expert E == the spec's separate gated
+add. Shapes use head ratios that are not powers of two.
 """
 
 from __future__ import annotations
@@ -318,6 +319,29 @@ def test_moe_route_and_experts_match_per_token_loop(renormalize: bool) -> None:
     torch.testing.assert_close(
         ref.add_gated_shared_expert(out, shared, gate_logit), out + gate_logit.sigmoid() * shared
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_shared_expert_as_expert_e_is_the_spec_sum(dtype: torch.dtype) -> None:
+    """`moe_route_shared` + `moe_experts` over E+1 experts == spec §2.6: the routed sum, then
+    ``+ sigmoid(gate logit) * shared_mlp(x)`` (the shared expert is added last, as HF does)."""
+    n, h, e, im, top = 11, 12, 5, 7, 3
+    g = gen(15)
+    x = torch.randn(n, h, generator=g).to(dtype)
+    logits = (torch.randn(n, e + 1, generator=g) * 2).to(dtype)  # last column: shared gate
+    gate_up = (torch.randn(e + 1, 2 * im, h, generator=g) / h**0.5).to(dtype)
+    down = (torch.randn(e + 1, h, im, generator=g) / im**0.5).to(dtype)
+    weights, ids = ref.moe_route_shared(logits, top, True)
+    want_w, want_ids = ref.moe_route(logits[:, :e], top, True)
+    assert torch.equal(ids, torch.cat([want_ids, torch.full((n, 1), e)], 1))
+    assert torch.equal(weights[:, :top], want_w)
+    assert torch.equal(weights[:, top], torch.sigmoid(logits[:, e]))
+    got = ref.moe_experts(x, gate_up, down, weights, ids)
+    routed = ref.moe_experts(x, gate_up[:e], down[:e], want_w, want_ids)
+    gate, up = F.linear(x, gate_up[e]).chunk(2, dim=-1)
+    shared = F.linear(F.silu(gate) * up, down[e])
+    want = ref.add_gated_shared_expert(routed, shared, logits[:, e:])
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0 if dtype == torch.bfloat16 else 1e-6)
 
 
 # ---- registry -------------------------------------------------------------------------------

@@ -280,6 +280,7 @@ def test_write_kv_cache_strided_values(tk) -> None:
 
 
 # ---- the whole model -------------------------------------------------------------------------
+# moe: its shared expert runs as expert E (the unfused path's ops have their own cases)
 @pytest.mark.parametrize("name", ["dense", "moe"])
 def test_tiny_model_triton_path_matches_reference_path(tk, tmp_path, name: str) -> None:
     """Prefill chunks resumed from the caches, a packed mixed batch and decode steps give the

@@ -3,8 +3,9 @@
 Runs like `test_kernels_triton_cases.py` (whose helpers it shares): on CPU only inside the
 ``TRITON_INTERPRET=1`` subprocess of `test_kernels_triton.py`, on a CUDA machine compiled.
 Shapes: expert counts and hidden sizes that are not powers of two, top-k 3 of 7, the decode
-(GEMV) and the token-sorted prefill path, experts nobody picked, rotary dim a quarter of an odd
-head_dim split, KV-cache rows crossing pages.
+(GEMV) and the token-sorted prefill path, experts nobody picked, the shared expert as expert 7
+(every token's extra slot), rotary dim a quarter of an odd head_dim split, KV-cache rows
+crossing pages.
 """
 
 from __future__ import annotations
@@ -41,22 +42,45 @@ def test_moe_route(dtype: torch.dtype, renormalize: bool) -> None:
     close(got_w, want_w, dtype)
 
 
-def moe_inputs(tokens: int, dtype: torch.dtype, seed: int, h: int = H, im: int = IM) -> tuple:
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", [1, 13])
+def test_moe_route_shared(dtype: torch.dtype, tokens: int) -> None:
+    # E routed logits, then the shared gate's, in a strided view (as sliced from a wider GEMV)
+    logits = (torch.randn(tokens, E + 4, generator=gen(26)) * 2).to(dtype)[:, 2 : 3 + E]
+    got_w, got_ids = tk.moe.moe_route_shared(*dev(logits), TOP_K, True)
+    want_w, want_ids = ref.moe_route_shared(logits, TOP_K, True)
+    assert got_ids.shape == (tokens, TOP_K + 1) and (want_ids[:, -1] == E).all()
+    assert torch.equal(got_ids.cpu(), want_ids)
+    close(got_w, want_w, dtype)
+
+
+def moe_inputs(
+    tokens: int, dtype: torch.dtype, seed: int, h: int = H, im: int = IM, shared: bool = False
+) -> tuple:
+    """``shared``: expert ``E`` is the shared expert, routed by `moe_route_shared`."""
     g = gen(seed)
+    experts = E + int(shared)
     x = torch.randn(tokens, h, generator=g).to(dtype)
-    w_gate_up = (torch.randn(E, 2 * im, h, generator=g) * 0.3).to(dtype)
-    w_down = (torch.randn(E, h, im, generator=g) * 0.3).to(dtype)
-    logits = torch.randn(tokens, E, generator=g)
+    w_gate_up = (torch.randn(experts, 2 * im, h, generator=g) * 0.3).to(dtype)
+    w_down = (torch.randn(experts, h, im, generator=g) * 0.3).to(dtype)
+    logits = torch.randn(tokens, experts, generator=g)
     logits[:, 4] = -30.0  # expert 4 is never chosen: its blocks must not exist
-    weights, ids = ref.moe_route(logits.to(dtype), TOP_K, True)
+    route = ref.moe_route_shared if shared else ref.moe_route
+    weights, ids = route(logits.to(dtype), TOP_K, True)
     return x, w_gate_up, w_down, weights, ids
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("tokens", [1, 5, 37])  # decode GEMV, decode GEMV, token-sorted
-@pytest.mark.parametrize("even", [False, True])  # 16-wide tiles (not) dividing hidden and Im
-@pytest.mark.parametrize("tail_m", [0, 16])
-def test_moe_experts(dtype: torch.dtype, tokens: int, even: bool, tail_m: int, monkeypatch) -> None:
+# even: 16-wide tiles dividing hidden and Im; tail_m: 16-row tail blocks (0: none); shared: the
+# shared expert as expert E, in every token's slots (only masked + tails: the interpreter is slow)
+@pytest.mark.parametrize(
+    ("even", "tail_m", "shared"),
+    [(False, 0, False), (False, 16, False), (True, 0, False), (True, 16, False), (False, 16, True)],
+)
+def test_moe_experts(
+    dtype: torch.dtype, tokens: int, even: bool, tail_m: int, shared: bool, monkeypatch
+) -> None:
     # ~16 pairs per expert: 32-row blocks, and 16-row tail blocks where the remainder fits
     monkeypatch.setitem(tk.moe.PREFILL_CONFIG, "block_m", 32)
     monkeypatch.setitem(tk.moe.PREFILL_CONFIG, "tail_m", tail_m)
@@ -64,7 +88,7 @@ def test_moe_experts(dtype: torch.dtype, tokens: int, even: bool, tail_m: int, m
         for key in ("up_bn", "up_bk", "down_bn", "down_bk"):
             monkeypatch.setitem(config, key, 16)
     shape = (64, 32) if even else (H, IM)  # even: the unmasked-load variant of every kernel
-    inputs = moe_inputs(tokens, dtype, 21 + tokens, *shape)
+    inputs = moe_inputs(tokens, dtype, 21 + tokens, *shape, shared=shared)
     assert (tokens <= tk.moe.DECODE_MAX_TOKENS) == (tokens < 37)
     got, want = tk.moe.moe_experts(*dev(*inputs)).cpu(), ref.moe_experts(*inputs)
     close(got, want if dtype == torch.float32 else rounded_like_kernels(*inputs), dtype)

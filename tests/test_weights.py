@@ -11,7 +11,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from tokenspeed.config import ConfigError, ModelConfig
-from tokenspeed.weights import WeightError, dummy_weights, load_weights, param_specs
+from tokenspeed.models import Qwen3_5Model
+from tokenspeed.weights import (
+    WeightError,
+    dummy_weights,
+    load_weights,
+    param_specs,
+    shares_expert_slot,
+)
 
 QWEN3_NEXT_FUSED = (
     "in_proj_qkv.weight",
@@ -90,6 +97,36 @@ def test_load_matches_hf(models, tmp_path, name, layout):
         assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
     cfg, weights = load(tmp_path)
     assert_loaded_equals_hf(cfg, weights, models[name])
+
+
+@pytest.mark.parametrize(("name", "layout"), [("moe", {}), ("vlm_moe", {"per_expert": True})])
+def test_shared_expert_is_expert_e_without_a_copy(models, tmp_path, name, layout):
+    """Loaded (fused or per-expert layout) and dummy weights: the model's [E+1] expert tensors
+    are the loaded tensors' own memory, the shared expert in row E; an HF state dict (weights
+    not laid out by our loader) gets the same tensors by one copy."""
+    fx.save_checkpoint(models[name], tmp_path, **layout)
+    cfg, loaded = load(tmp_path)
+    assert shares_expert_slot(cfg)
+    e, im, layer = cfg.num_experts, cfg.moe_intermediate_size, cfg.mlp_types.index("moe")
+    p, s = f"layers.{layer}.mlp.", f"layers.{layer}.mlp.shared_expert."
+    hf = hf_text_params(models[name])
+    for source in (loaded, dummy_weights(cfg, torch.float32, "cpu"), hf):
+        want = {n: t.clone() for n, t in source.items() if n.startswith(p)}
+        ptrs = (
+            source[p + "experts.gate_up_proj"].data_ptr(),
+            source[p + "experts.down_proj"].data_ptr(),
+        )
+        ffn = Qwen3_5Model(cfg, source).layers[layer].ffn  # consumes `source`
+        assert ffn.shared_expert is None
+        same = (ffn.experts_gate_up.data_ptr(), ffn.experts_down.data_ptr()) == ptrs
+        assert same == (source is not hf)
+        assert torch.equal(ffn.experts_gate_up[:e], want[p + "experts.gate_up_proj"])
+        assert torch.equal(ffn.experts_gate_up[e, :im], want[s + "gate_proj.weight"])
+        assert torch.equal(ffn.experts_gate_up[e, im:], want[s + "up_proj.weight"])
+        assert torch.equal(ffn.experts_down[:e], want[p + "experts.down_proj"])
+        assert torch.equal(ffn.experts_down[e], want[s + "down_proj.weight"])
+        gates = [want[p + "gate.weight"], want[p + "shared_expert_gate.weight"]]
+        assert torch.equal(ffn.router, torch.cat(gates))
 
 
 def test_vlm_checkpoint_has_vision_keys_and_wrapper_prefix(models, tmp_path):

@@ -26,6 +26,7 @@ if not torch.cuda.is_available():
 
 import tokenspeed.kernels.triton as tk  # noqa: E402
 from tokenspeed.models import Qwen3_5Model, SequenceChunk, build_batch  # noqa: E402
+from tokenspeed.weights import shares_expert_slot  # noqa: E402
 from tokenspeed.weights.dummy import dummy_weights  # noqa: E402
 
 DEV, BF16 = "cuda", torch.bfloat16
@@ -81,18 +82,28 @@ def test_moe_route_and_experts(name: str) -> None:
         cfg.num_experts_per_tok,
         cfg.moe_intermediate_size,
     )
-    w_gate_up, w_down = rnd(e, 2 * im, h, scale=0.02), rnd(e, h, im, scale=0.02)
-    for tokens in (1, 8, 32, 1000):  # GEMV decode path up to 8 tokens, token-sorted above
+    # e + 1 experts, the last the shared one (as the model stores them for these presets)
+    w_gate_up, w_down = rnd(e + 1, 2 * im, h, scale=0.02), rnd(e + 1, h, im, scale=0.02)
+    for tokens in (1, 8, 32, 1000):  # GEMV decode path up to 32 tokens, token-sorted above
         x = rnd(tokens, h)
-        logits = rnd(tokens, e)
-        weights, ids = tk.moe.moe_route(logits, k, True)
-        want_w, want_ids = ref.moe_route(logits, k, True)
+        logits = rnd(tokens, e + 1)  # the routed experts', then the shared gate's
+        weights, ids = tk.moe.moe_route(logits[:, :e], k, True)
+        want_w, want_ids = ref.moe_route(logits[:, :e], k, True)
         close(weights, want_w)
         # bf16 logits can tie: compare the chosen probabilities, not the indices
-        probs = torch.softmax(logits.float(), -1)
+        probs = torch.softmax(logits[:, :e].float(), -1)
         close(probs.gather(1, ids).sort(1).values, probs.gather(1, want_ids).sort(1).values)
+        got = tk.moe.moe_experts(x, w_gate_up[:e], w_down[:e], want_w, want_ids)
+        want = ref.moe_experts(x, w_gate_up[:e], w_down[:e], want_w, want_ids)
+        close_ranged(got, want, 0.02, 0.01)
+        # the shared expert as expert e: every token's slot k, weight sigmoid(gate logit)
+        weights, ids = tk.moe.moe_route_shared(logits, k, True)
+        want_w, want_ids = ref.moe_route_shared(logits, k, True)
+        assert torch.equal(ids[:, k], want_ids[:, k]) and (ids[:, k] == e).all()
+        close(weights[:, k], want_w[:, k])
         got = tk.moe.moe_experts(x, w_gate_up, w_down, want_w, want_ids)
-        close_ranged(got, ref.moe_experts(x, w_gate_up, w_down, want_w, want_ids), 0.02, 0.01)
+        want = ref.moe_experts(x, w_gate_up, w_down, want_w, want_ids)
+        close_ranged(got, want, 0.02, 0.01)
     routed, shared, gate = rnd(1000, h), rnd(1000, h), rnd(1000, 1)
     close(
         tk.moe.add_gated_shared_expert(routed, shared, gate),
@@ -158,8 +169,11 @@ def normwise(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got - want).norm() / want.norm()).item()
 
 
-TRUTH = "fp32-truth"  # reference ops in fp32; routed experts upcast one expert at a time
-EXPERT_WEIGHTS = ("experts.gate_up_proj", "experts.down_proj")
+TRUTH = "fp32-truth"  # reference ops in fp32; experts upcast one expert at a time
+# Kept bf16 in the truth model: the experts' tensors, the shared expert's included (it is
+# expert E of them, views of one buffer: an fp32 copy would not be)
+EXPERT_WEIGHTS = ("experts.gate_up_proj", "experts.down_proj", "shared_expert.gate_proj.weight",
+                  "shared_expert.up_proj.weight", "shared_expert.down_proj.weight")  # fmt: skip
 
 
 def moe_experts_fp32(
@@ -208,6 +222,7 @@ def test_four_layer_slice_same_logits_on_both_paths(name: str) -> None:
     cfg = config(name)
     weights = dummy_weights(cfg, BF16, DEV, seed=1)
     # fp32 copies of every weight but the experts (shared with the bf16 model, upcast per use)
+    assert shares_expert_slot(cfg)  # else the bf16 shared expert would be a separate fp32 MLP's
     fp32 = Qwen3_5Model(cfg, {
         n: w if n.endswith(EXPERT_WEIGHTS) else w.float() for n, w in weights.items()
     })  # fmt: skip

@@ -25,6 +25,7 @@ OP_NAMES = (
     "write_kv_cache",
     "paged_attention",
     "moe_route",
+    "moe_route_shared",
     "moe_experts",
     "add_gated_shared_expert",
 )
@@ -165,6 +166,10 @@ def paged_attention(
 
 def moe_route(router_logits: Tensor, top_k: int, renormalize: bool) -> tuple[Tensor, Tensor]:
     return lookup("moe_route")(router_logits, top_k, renormalize)
+
+
+def moe_route_shared(router_logits: Tensor, top_k: int, renormalize: bool) -> tuple[Tensor, Tensor]:
+    return lookup("moe_route_shared")(router_logits, top_k, renormalize)
 
 
 def moe_experts(

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from tokenspeed.config import ModelConfig
-from tokenspeed.weights import WeightError, param_specs
+from tokenspeed.weights import WeightError, param_specs, with_shared_expert
 
 
 class Params:
@@ -38,6 +38,13 @@ class Params:
     def take_cat(self, *names: str) -> Tensor:
         """Several projections fused along the output dim (one GEMM instead of several)."""
         return torch.cat([self._weights.pop(n) for n in names], dim=0)
+
+    def take_with_shared(self, experts: str, *shared: str) -> Tensor:
+        """Routed experts ``[E, R, C]`` plus the shared expert's projections (rows ``[R, C]``
+        together) as ``[E+1, R, C]``; no copy for loader-built weights (`with_shared_expert`)."""
+        return with_shared_expert(
+            self._weights.pop(experts), [self._weights.pop(n) for n in shared]
+        )
 
     def finish(self) -> None:
         if self._weights:

@@ -8,6 +8,7 @@ import math
 import torch
 
 from tokenspeed.config import ModelConfig
+from tokenspeed.weights.fused_experts import fused_expert_views
 from tokenspeed.weights.specs import param_specs
 
 
@@ -20,11 +21,16 @@ def dummy_weights(
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
+    fused = fused_expert_views(cfg, dtype, device)  # filled in place like any other parameter
     for name, spec in param_specs(cfg).items():
         if name == "lm_head.weight" and cfg.tie_word_embeddings:
             out[name] = out["embed_tokens.weight"]
             continue
-        t = torch.empty(spec.shape, dtype=torch.float32 if spec.keep_fp32 else dtype, device=device)
+        t = fused.pop(name, None)
+        if t is None:
+            t = torch.empty(
+                spec.shape, dtype=torch.float32 if spec.keep_fp32 else dtype, device=device
+            )
         _fill(name, t, gen, cfg)
         out[name] = t
     return out

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from tokenspeed.config import ModelConfig
 from tokenspeed.weights.checkpoint import FLOAT_DTYPES, TensorInfo, checkpoint_files, read_headers
 from tokenspeed.weights.convert import put_expert_slice, split_qwen3_next_ba, split_qwen3_next_qkvz
+from tokenspeed.weights.fused_experts import fused_expert_views
 from tokenspeed.weights.names import Route, is_skipped, per_expert_key, route
 from tokenspeed.weights.specs import ParamSpec, WeightError, param_specs
 
@@ -36,7 +37,8 @@ def load_weights(
     specs = param_specs(cfg)
     plan = _plan(read_headers(checkpoint_files(path)), cfg, specs)
     device = torch.device(device)
-    out: dict[str, torch.Tensor] = {}
+    # Experts (and shared experts as wide) land in views of preallocated [E+1] tensors.
+    out: dict[str, torch.Tensor] = fused_expert_views(cfg, dtype, device)
 
     by_file: dict[Path, list[tuple[TensorInfo, Route]]] = defaultdict(list)
     for info, r in plan:
@@ -75,7 +77,11 @@ def _store(
         return t.to(torch.float32 if specs[name].keep_fp32 else dtype).contiguous()
 
     if r.kind == "param":
-        out[r.targets[0]] = cast(r.targets[0], w)
+        name = r.targets[0]
+        if name in out:  # a view of a fused experts tensor: fill it (copy_ casts)
+            out[name].copy_(w)
+        else:
+            out[name] = cast(name, w)
     elif r.kind == "expert":
         name = r.targets[0]
         if name not in out:  # fused buffer filled slice by slice: no stacking copy

@@ -5,7 +5,12 @@ from tokenspeed.kernels.reference.attention import paged_attention, write_kv_cac
 from tokenspeed.kernels.reference.attention_input import qk_norm_rope_kv_write
 from tokenspeed.kernels.reference.conv import conv1d_decode, conv1d_varlen
 from tokenspeed.kernels.reference.gdn import gdn_chunked, gdn_gates, gdn_recurrent
-from tokenspeed.kernels.reference.moe import add_gated_shared_expert, moe_experts, moe_route
+from tokenspeed.kernels.reference.moe import (
+    add_gated_shared_expert,
+    moe_experts,
+    moe_route,
+    moe_route_shared,
+)
 from tokenspeed.kernels.reference.norm import add_rms_norm, gated_rms_norm, rms_norm
 from tokenspeed.kernels.reference.rope import apply_rope, rope_inv_freq
 
@@ -21,6 +26,7 @@ __all__ = [
     "gdn_recurrent",
     "moe_experts",
     "moe_route",
+    "moe_route_shared",
     "paged_attention",
     "qk_norm_rope_kv_write",
     "rms_norm",

@@ -1,4 +1,10 @@
-"""Sparse MoE pieces (spec §2.6): softmax→top-k→renorm routing, expert SwiGLU, shared gate."""
+"""Sparse MoE pieces (spec §2.6): softmax→top-k→renorm routing, expert SwiGLU, shared gate.
+
+Two ways to run the shared expert: as a dense MLP added by `add_gated_shared_expert` (any
+width), or, when it is as wide as the routed experts, as expert ``E`` of the experts' tensors
+that every token uses with weight ``sigmoid(gate logit)`` (`moe_route_shared` appends it, then
+`moe_experts` computes and sums it with the routed ones: the same math, fewer launches).
+"""
 
 from __future__ import annotations
 
@@ -17,12 +23,25 @@ def moe_route(router_logits: Tensor, top_k: int, renormalize: bool) -> tuple[Ten
     return weights.to(router_logits.dtype), ids
 
 
+def moe_route_shared(router_logits: Tensor, top_k: int, renormalize: bool) -> tuple[Tensor, Tensor]:
+    """`moe_route` over the first ``E`` of ``router_logits [N, E+1]``, plus the shared expert
+    as slot ``k``: id ``E``, weight ``sigmoid(router_logits[:, E])`` (the ``shared_expert_gate``
+    logit; gated, not routed). Returns ``(weights [N, k+1]`` in the logits dtype,
+    ``ids [N, k+1])``."""
+    weights, ids = moe_route(router_logits[:, :-1], top_k, renormalize)
+    shared = torch.full_like(ids[:, :1], router_logits.shape[1] - 1)
+    gate = torch.sigmoid(router_logits[:, -1:])
+    return torch.cat([weights, gate], dim=1), torch.cat([ids, shared], dim=1)
+
+
 def moe_experts(
     x: Tensor, w_gate_up: Tensor, w_down: Tensor, weights: Tensor, ids: Tensor
 ) -> Tensor:
     """``Σ_j weights[:, j] * down_e(silu(gate_e(x)) * up_e(x))`` over the chosen experts
     ``e = ids[:, j]``. ``w_gate_up`` ``[E, 2*Im, H]`` (gate rows first), ``w_down``
-    ``[E, H, Im]``. Sums expert by expert in the activation dtype (HF's eager order)."""
+    ``[E, H, Im]``. Sums expert by expert in the activation dtype (HF's eager order: with the
+    shared expert as the last expert, from `moe_route_shared`, it is added last, after the
+    routed sum, exactly as spec §2.6 adds it)."""
     out = torch.zeros_like(x)
     for expert in torch.unique(ids).tolist():
         token_idx, slot = torch.where(ids == expert)

@@ -35,6 +35,7 @@ IMPLEMENTED = {
     "write_kv_cache": attention.write_kv_cache,
     "paged_attention": attention.paged_attention,
     "moe_route": moe.moe_route,
+    "moe_route_shared": moe.moe_route_shared,
     "moe_experts": moe.moe_experts,
     "add_gated_shared_expert": moe.add_gated_shared_expert,
     "apply_rope": rope.apply_rope,

@@ -1,5 +1,8 @@
 """Sparse MoE in Triton: routing, expert SwiGLU GEMMs, shared-expert gate (`reference/moe.py`).
 
+A shared expert as wide as the routed ones runs as expert ``E`` (`moe_route_shared` appends it
+to every token's choices), so the same two paths compute it and sum it with the routed outputs.
+
 Two expert paths, both reading only the experts some token selected: `moe_gemv` (decode,
 GEMVs, the ``k`` expert outputs summed inside the down-projection kernel) and `moe_sorted`
 (prefill, grouped GEMMs over token-sorted blocks, SwiGLU in the gate/up GEMM's epilogue).
@@ -42,9 +45,11 @@ PREFILL_CONFIG = {"block_m": 128, "up_bn": 128, "up_bk": 64, "up_warps": 8, "up_
 
 @triton.jit
 def _route_kernel(logits_ptr, l_st, w_ptr, ids_ptr, E, TOP_K: tl.constexpr,
-                  RENORM: tl.constexpr, BLOCK_E: tl.constexpr):  # fmt: skip
+                  SLOTS: tl.constexpr, RENORM: tl.constexpr, BLOCK_E: tl.constexpr):  # fmt: skip
     """Softmax over ``E`` logits in fp32, then top-k by repeated arg-max (lowest index wins a
-    tie), then optional renormalisation of the chosen probabilities."""
+    tie), then optional renormalisation of the chosen probabilities. ``SLOTS == TOP_K + 1``:
+    logit ``E`` is the shared expert's gate; slot ``TOP_K`` gets expert ``E``, weight
+    ``sigmoid(logit)``."""
     r = tl.program_id(0).to(tl.int64)
     e = tl.arange(0, BLOCK_E)
     valid = e < E
@@ -63,26 +68,42 @@ def _route_kernel(logits_ptr, l_st, w_ptr, ids_ptr, E, TOP_K: tl.constexpr,
     for j in tl.static_range(TOP_K):  # pass 2: the same choices, written out in order
         best = tl.max(remaining, axis=0)
         idx = tl.min(tl.where(remaining == best, e, BLOCK_E), axis=0)
-        tl.store(w_ptr + r * TOP_K + j, (best * scale).to(w_ptr.dtype.element_ty))
-        tl.store(ids_ptr + r * TOP_K + j, idx.to(tl.int64))
+        tl.store(w_ptr + r * SLOTS + j, (best * scale).to(w_ptr.dtype.element_ty))
+        tl.store(ids_ptr + r * SLOTS + j, idx.to(tl.int64))
         remaining = tl.where(e == idx, -1.0, remaining)
+    if SLOTS > TOP_K:
+        gate = tl.sigmoid(tl.load(logits_ptr + r * l_st + E).to(tl.float32))
+        tl.store(w_ptr + r * SLOTS + TOP_K, gate.to(w_ptr.dtype.element_ty))
+        tl.store(ids_ptr + r * SLOTS + TOP_K, r * 0 + E)  # int64 whatever E's arg type
 
 
-def moe_route(router_logits: Tensor, top_k: int, renormalize: bool) -> tuple[Tensor, Tensor]:
-    """See `reference.moe.moe_route`."""
-    n, num_experts = router_logits.shape
+def _route(
+    router_logits: Tensor, top_k: int, renormalize: bool, shared: bool
+) -> tuple[Tensor, Tensor]:
+    n, num_experts = router_logits.shape[0], router_logits.shape[1] - int(shared)
     if not 0 < top_k <= num_experts:
         raise ValueError(f"top_k {top_k} outside [1, {num_experts}]")
     check_device(router_logits)
     logits = router_logits if router_logits.stride(-1) == 1 else router_logits.contiguous()
-    weights = torch.empty((n, top_k), dtype=logits.dtype, device=logits.device)
-    ids = torch.empty((n, top_k), dtype=torch.int64, device=logits.device)
+    slots = top_k + int(shared)
+    weights = torch.empty((n, slots), dtype=logits.dtype, device=logits.device)
+    ids = torch.empty((n, slots), dtype=torch.int64, device=logits.device)
     if n:
         _route_kernel[(n,)](
-            logits, logits.stride(0), weights, ids, num_experts, TOP_K=top_k,
+            logits, logits.stride(0), weights, ids, num_experts, TOP_K=top_k, SLOTS=slots,
             RENORM=renormalize, BLOCK_E=next_pow2(num_experts), num_warps=4,
         )  # fmt: skip
     return weights, ids
+
+
+def moe_route(router_logits: Tensor, top_k: int, renormalize: bool) -> tuple[Tensor, Tensor]:
+    """See `reference.moe.moe_route`."""
+    return _route(router_logits, top_k, renormalize, False)
+
+
+def moe_route_shared(router_logits: Tensor, top_k: int, renormalize: bool) -> tuple[Tensor, Tensor]:
+    """See `reference.moe.moe_route_shared` (one launch: routing and the shared gate)."""
+    return _route(router_logits, top_k, renormalize, True)
 
 
 def moe_experts(
