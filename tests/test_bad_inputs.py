@@ -72,6 +72,12 @@ CASES = [
     # Wrong types.
     Case("max_tokens a string", "POST", CHAT, {**OK_CHAT, "max_tokens": "many"}, 400, INVALID,
          "max_tokens"),
+    Case("max_tokens a fraction", "POST", CHAT, {**OK_CHAT, "max_tokens": 2.5}, 400, INVALID,
+         "max_tokens"),
+    Case("n a fraction", "POST", COMPLETIONS, {**OK_TEXT, "n": 1.5}, 400, INVALID, "n"),
+    # Integral floats are integers (as in vLLM / SGLang): some clients write every number so.
+    Case("integral floats are accepted", "POST", CHAT,
+         {**OK_CHAT, "max_tokens": 2.0, "n": 1.0, "seed": 7.0, "top_k": 5.0}, 200, None),
     Case("messages a string", "POST", CHAT, {**OK_CHAT, "messages": "hi"}, 400, INVALID,
          "messages"),
     Case("temperature a string", "POST", CHAT, {**OK_CHAT, "temperature": "hot"}, 400, INVALID,

@@ -25,13 +25,16 @@ pub struct ChatCompletionRequest {
     #[schema(value_type = Option<Object>)]
     pub tool_choice: Option<Json>,
     /// Most tokens to generate (default: up to the context length).
+    #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub max_tokens: Option<i64>,
     /// Same as `max_tokens` (the newer OpenAI name); wins when both are given.
+    #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub max_completion_tokens: Option<i64>,
     /// Return the logprob of each generated token.
     #[serde(default)]
     pub logprobs: bool,
     /// With `logprobs`: also return the k most likely tokens per position (0..=20).
+    #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub top_logprobs: Option<u32>,
     /// Extra chat-template variables, e.g. `{"enable_thinking": false}`.
     #[schema(value_type = Option<Object>)]

@@ -39,6 +39,7 @@ pub struct SamplingFields {
     /// Nucleus sampling mass in (0, 1]. Default 1.
     pub top_p: Option<f32>,
     /// Keep only the k most likely tokens; 0 or -1 disables.
+    #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub top_k: Option<i64>,
     /// Drop tokens with probability below `min_p` times the most likely one's; in [0, 1].
     pub min_p: Option<f32>,
@@ -49,6 +50,7 @@ pub struct SamplingFields {
     /// Multiplicative penalty (> 0, 1 disables) on prompt and generated tokens.
     pub repetition_penalty: Option<f32>,
     /// Seed of the request's random stream: the same seed gives the same samples.
+    #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub seed: Option<i64>,
     /// Up to 16 strings that end generation; they are not part of the output.
     pub stop: Option<StopField>,
@@ -58,8 +60,10 @@ pub struct SamplingFields {
     #[serde(default)]
     pub ignore_eos: bool,
     /// No stop token ends generation before this many tokens.
+    #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub min_tokens: Option<u32>,
     /// Number of choices to generate for each prompt (1..=16).
+    #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub n: Option<u32>,
     /// Stream the answer as server-sent events.
     #[serde(default)]

@@ -29,8 +29,10 @@ pub struct CompletionRequest {
     /// The prompt(s).
     pub prompt: PromptField,
     /// Most tokens to generate (default 16, as in OpenAI's API).
+    #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub max_tokens: Option<i64>,
     /// Return the logprobs of each token and of the `logprobs` most likely ones (0..=20).
+    #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub logprobs: Option<u32>,
     /// Echo the prompt before the completion (not supported: must be false).
     #[serde(default)]

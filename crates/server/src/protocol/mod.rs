@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod common;
 pub mod completion;
+pub mod lenient;
 pub mod misc;
 
 pub use chat::*;

@@ -1,0 +1,88 @@
+//! Integer fields that also accept integral numbers written as floats (`"max_tokens": 5.0`),
+//! as vLLM and SGLang do (pydantic's lax mode): some clients serialise every number as a
+//! float. A fractional value (`5.5`) or a non-number stays an error naming the field.
+
+use serde::de::{Error, Unexpected};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Number, Value};
+
+/// `Option<T>` from a JSON integer, an integral float, or null/absent.
+pub fn opt_int<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    let number = match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n,
+        Some(other) => return Err(D::Error::invalid_type(unexpected(&other), &"an integer")),
+    };
+    let value = integral(&number).ok_or_else(|| {
+        let f = number.as_f64().unwrap_or(f64::NAN);
+        D::Error::invalid_value(Unexpected::Float(f), &"an integer")
+    })?;
+    T::try_from(value)
+        .map(Some)
+        .map_err(|_| D::Error::invalid_value(Unexpected::Signed(value), &"an integer in range"))
+}
+
+fn integral(n: &Number) -> Option<i64> {
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    let f = n.as_f64()?;
+    // 2^63 as f64: every integral float strictly inside (-2^63, 2^63) converts exactly.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (f.fract() == 0.0 && f > -LIMIT && f < LIMIT).then_some(f as i64)
+}
+
+fn unexpected(value: &Value) -> Unexpected<'_> {
+    match value {
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        _ => Unexpected::Map,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Probe {
+        #[serde(default, deserialize_with = "super::opt_int")]
+        n: Option<u32>,
+    }
+
+    fn parse(body: &str) -> Result<Option<u32>, String> {
+        serde_json::from_str::<Probe>(body)
+            .map(|p| p.n)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn integers_and_integral_floats_are_accepted() {
+        assert_eq!(parse(r#"{"n": 5}"#), Ok(Some(5)));
+        assert_eq!(parse(r#"{"n": 5.0}"#), Ok(Some(5)));
+        assert_eq!(parse(r#"{"n": 1e1}"#), Ok(Some(10)));
+        assert_eq!(parse(r#"{"n": null}"#), Ok(None));
+        assert_eq!(parse("{}"), Ok(None));
+    }
+
+    #[test]
+    fn fractions_wrong_types_and_out_of_range_are_errors() {
+        for body in [
+            r#"{"n": 5.5}"#,
+            r#"{"n": "5"}"#,
+            r#"{"n": true}"#,
+            r#"{"n": [1]}"#,
+        ] {
+            let e = parse(body).expect_err(body);
+            assert!(e.contains("an integer"), "{body}: {e}");
+        }
+        let e = parse(r#"{"n": -1}"#).expect_err("negative into u32");
+        assert!(e.contains("in range"), "{e}");
+        assert!(parse(r#"{"n": 1e300}"#).is_err());
+    }
+}
