@@ -165,11 +165,11 @@ GDN_SWEEP = {  # coordinate descent at 8k tokens over the launch settings of gdn
     "out_bv": (64, 128),
     "out_warps": (4, 8),
     "wy_warps": (4, 8),
-}  # the old sequential kernel and fp32-operand (TF32) dots are timed beside the best
+}  # fp32-operand (TF32) dots are timed beside the best
 
 
 def bench_gdn_chunked() -> None:
-    """Triton (default config, the swept best, the first sequential version), the reference
+    """Triton (default config, the swept best, TF32 dots), the reference
     and fla's ``chunk_gated_delta_rule``; max |diff| of outputs and final states against the
     fp32 reference at 2k/8k. Bytes = q, k, v, a, b read + o written (the unavoidable traffic)."""
     try:
@@ -216,8 +216,7 @@ def bench_gdn_chunked() -> None:
         nbytes = tokens * (CONV_DIM + 2 * HV) * 2 + tokens * HV * DV * 2
         results = {}
         for name, conf in (("triton", default), ("triton-swept", swept),
-                           ("triton-tf32", {**swept, "bf16_dots": False}),
-                           ("triton-sequential", {**default, "impl": "sequential"})):  # fmt: skip
+                           ("triton-tf32", {**swept, "bf16_dots": False})):  # fmt: skip
             cfg.update(conf)
             results[name] = timed(inputs, tokens)
             row("gdn_chunked", f"T={tokens}", name, results[name], nbytes, config=conf)

@@ -169,9 +169,7 @@ def test_gdn_recurrent_in_place_with_checkpoints(tk) -> None:
     close(got_state, state, torch.float32)
 
 
-@pytest.mark.parametrize("impl", ["parallel", "sequential"])
-def test_gdn_chunked_varlen_with_states_and_checkpoints(tk, impl, monkeypatch) -> None:
-    monkeypatch.setitem(tk.gdn_chunked.CONFIG, "impl", impl)
+def test_gdn_chunked_varlen_with_states_and_checkpoints(tk) -> None:
     # 70 crosses a chunk; 130 = 2 full chunks + 2 and checkpoints at its end; 33 cuts a chunk.
     lens = [70, 1, 0, 130, 5]
     inputs = gdn_inputs(sum(lens), seed=8)

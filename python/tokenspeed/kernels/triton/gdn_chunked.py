@@ -29,15 +29,12 @@ from torch import Tensor
 
 from tokenspeed.kernels.host import host_list
 from tokenspeed.kernels.triton.common import INTERPRETED, align4, check_device, next_pow2
-from tokenspeed.kernels.triton.gdn_chunked_sequential import run_sequential
 from tokenspeed.kernels.triton.gdn_chunked_state import output_kernel, state_kernel
 from tokenspeed.kernels.triton.gdn_chunked_wy import wy_kernel
 
 CHUNK = 64
-# Launch settings (benches/kernels.py sweeps them); "impl" picks the kernels: "parallel" (the
-# three launches above) or "sequential" (the first version: one state pass doing everything).
+# Launch settings (benches/kernels.py sweeps them).
 CONFIG = {
-    "impl": "parallel",
     "bf16_dots": True,  # bf16 activations: bf16 dot operands (False: fp32 operands, TF32 dots)
     "state_bv": 32,
     "state_warps": 4,
@@ -112,9 +109,6 @@ def gdn_chunked(
     ck_slots = host_list(checkpoint_slots) if checkpoint_slots is not None else [-1] * num_seqs
     ck_offs = host_list(checkpoint_offsets) if checkpoint_offsets is not None else [0] * num_seqs
     table = chunk_table(host_list(cu_seqlens), ck_slots, ck_offs)
-    if CONFIG["impl"] == "sequential":
-        return run_sequential(q, k, v, a, b, A_log, dt_bias, state, slot_ids,
-                              has_initial_state, ck_slots, table, CHUNK)  # fmt: skip
     starts, lengths, first, count, ckpt = table
     device = q.device
     # Between kernels: the activation dtype (bf16) or fp32; the interpreter multiplies bf16
