@@ -44,3 +44,7 @@ use crate::routes::{
     ))
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+#[path = "openapi_tests.rs"]
+mod tests;

@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use utoipa::ToSchema;
 
+use super::chat_schema::{
+    ChatMessageSchema, ChatTemplateKwargsSchema, ToolChoiceSchema, ToolSchema,
+};
 use super::common::{ChatLogprobs, SamplingFields, Usage};
 
 /// A chat completion request.
@@ -11,18 +14,17 @@ use super::common::{ChatLogprobs, SamplingFields, Usage};
 pub struct ChatCompletionRequest {
     /// The served model's name (see `GET /v1/models`); may be omitted.
     pub model: Option<String>,
-    /// The conversation: objects with `role` (`system`, `developer`, `user`, `assistant`,
-    /// `tool`) and `content` (a string or a list of `{"type": "text", "text": ...}` parts);
-    /// assistant messages may carry `tool_calls` and `reasoning_content`.
-    #[schema(value_type = Vec<Object>)]
+    /// The conversation (at least one message), rendered with the model's chat template. The
+    /// template may reject an order the schema cannot express (400): the built-in Qwen3.5 one
+    /// needs a user message, takes `system` only first and does not know `developer`.
+    #[schema(value_type = Vec<ChatMessageSchema>, min_items = 1)]
     pub messages: Vec<Json>,
-    /// Functions the model may call: `{"type": "function", "function": {"name", "description",
-    /// "parameters"}}` with `parameters` a JSON schema object.
-    #[schema(value_type = Option<Vec<Object>>)]
+    /// Functions the model may call.
+    #[schema(value_type = Option<Vec<ToolSchema>>)]
     pub tools: Option<Vec<Json>>,
     /// `"auto"` (default), `"none"`, `"required"` or `{"type": "function", "function": {"name"}}`:
     /// the last two force a call by opening it in the prompt (no reasoning then).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ToolChoiceSchema>)]
     pub tool_choice: Option<Json>,
     /// Most tokens to generate (default: up to the context length).
     #[serde(default, deserialize_with = "super::lenient::opt_int")]
@@ -37,7 +39,7 @@ pub struct ChatCompletionRequest {
     #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub top_logprobs: Option<u32>,
     /// Extra chat-template variables, e.g. `{"enable_thinking": false}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ChatTemplateKwargsSchema>)]
     pub chat_template_kwargs: Option<Map<String, Json>>,
     /// Sampling and streaming fields.
     #[serde(flatten)]

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use utoipa::ToSchema;
 
+use super::chat_schema::{ChatMessageSchema, ChatTemplateKwargsSchema, ToolSchema};
+
 /// A served model.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ModelCard {
@@ -36,14 +38,14 @@ pub struct TokenizeRequest {
     pub model: Option<String>,
     /// Text to tokenize as is.
     pub prompt: Option<String>,
-    /// A conversation to render with the chat template, then tokenize.
-    #[schema(value_type = Option<Vec<Object>>)]
+    /// A conversation (at least one message) to render with the chat template, then tokenize.
+    #[schema(value_type = Option<Vec<ChatMessageSchema>>, min_items = 1)]
     pub messages: Option<Vec<Json>>,
     /// Tools passed to the template with `messages`.
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<ToolSchema>>)]
     pub tools: Option<Vec<Json>>,
     /// Extra template variables.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ChatTemplateKwargsSchema>)]
     pub chat_template_kwargs: Option<Map<String, Json>>,
     /// Open an assistant turn after `messages` (default true).
     pub add_generation_prompt: Option<bool>,

@@ -2,6 +2,7 @@
 //! descriptions `/openapi.json` shows.
 
 pub mod chat;
+pub mod chat_schema;
 pub mod common;
 pub mod completion;
 pub mod lenient;
