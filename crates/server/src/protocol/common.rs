@@ -55,6 +55,7 @@ pub struct SamplingFields {
     /// Up to 16 strings that end generation; they are not part of the output.
     pub stop: Option<StopField>,
     /// Extra token ids that end generation.
+    #[serde(default, deserialize_with = "super::lenient::opt_int_vec")]
     pub stop_token_ids: Option<Vec<u32>>,
     /// Keep generating past the model's end-of-sequence tokens.
     #[serde(default)]

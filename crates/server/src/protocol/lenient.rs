@@ -12,18 +12,45 @@ where
     D: Deserializer<'de>,
     T: TryFrom<i64>,
 {
-    let number = match Option::<Value>::deserialize(deserializer)? {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n,
-        Some(other) => return Err(D::Error::invalid_type(unexpected(&other), &"an integer")),
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => int(&value).map(Some),
+    }
+}
+
+/// A list of integers, each an integer or an integral float.
+pub fn int_vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    Vec::<Value>::deserialize(deserializer)?
+        .iter()
+        .map(int)
+        .collect()
+}
+
+/// `Option<Vec<T>>` of [`int_vec`], or null/absent.
+pub fn opt_int_vec<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    match Option::<Vec<Value>>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(values) => values.iter().map(int).collect::<Result<_, _>>().map(Some),
+    }
+}
+
+fn int<E: Error, T: TryFrom<i64>>(value: &Value) -> Result<T, E> {
+    let Value::Number(number) = value else {
+        return Err(E::invalid_type(unexpected(value), &"an integer"));
     };
-    let value = integral(&number).ok_or_else(|| {
+    let i = integral(number).ok_or_else(|| {
         let f = number.as_f64().unwrap_or(f64::NAN);
-        D::Error::invalid_value(Unexpected::Float(f), &"an integer")
+        E::invalid_value(Unexpected::Float(f), &"an integer")
     })?;
-    T::try_from(value)
-        .map(Some)
-        .map_err(|_| D::Error::invalid_value(Unexpected::Signed(value), &"an integer in range"))
+    T::try_from(i).map_err(|_| E::invalid_value(Unexpected::Signed(i), &"an integer in range"))
 }
 
 fn integral(n: &Number) -> Option<i64> {
@@ -41,6 +68,7 @@ fn unexpected(value: &Value) -> Unexpected<'_> {
         Value::Bool(b) => Unexpected::Bool(*b),
         Value::String(s) => Unexpected::Str(s),
         Value::Array(_) => Unexpected::Seq,
+        Value::Null => Unexpected::Unit,
         _ => Unexpected::Map,
     }
 }
@@ -53,6 +81,32 @@ mod tests {
     struct Probe {
         #[serde(default, deserialize_with = "super::opt_int")]
         n: Option<u32>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Lists {
+        #[serde(deserialize_with = "super::int_vec")]
+        ids: Vec<u32>,
+        #[serde(default, deserialize_with = "super::opt_int_vec")]
+        stops: Option<Vec<u32>>,
+    }
+
+    #[test]
+    fn lists_take_integral_floats_and_refuse_the_rest() {
+        let ok: Lists = serde_json::from_str(r#"{"ids": [1, 2.0, 3e0], "stops": [4.0]}"#)
+            .expect("integral floats");
+        assert_eq!((ok.ids, ok.stops), (vec![1, 2, 3], Some(vec![4])));
+        let none: Lists = serde_json::from_str(r#"{"ids": [], "stops": null}"#).expect("null");
+        assert_eq!(none.stops, None);
+        for body in [
+            r#"{"ids": [1.5]}"#,
+            r#"{"ids": ["1"]}"#,
+            r#"{"ids": [null]}"#,
+            r#"{"ids": 1}"#,
+            r#"{"ids": [], "stops": [-1]}"#,
+        ] {
+            assert!(serde_json::from_str::<Lists>(body).is_err(), "{body}");
+        }
     }
 
     fn parse(body: &str) -> Result<Option<u32>, String> {

@@ -70,6 +70,7 @@ pub struct DetokenizeRequest {
     /// The served model's name; may be omitted.
     pub model: Option<String>,
     /// Token ids to decode.
+    #[serde(deserialize_with = "super::lenient::int_vec")]
     pub tokens: Vec<u32>,
 }
 
