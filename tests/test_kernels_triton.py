@@ -22,7 +22,11 @@ import torch
 
 HERE = Path(__file__).parent
 RUNS = {
-    "kernels": ["test_kernels_triton_cases.py", "test_kernels_triton_moe_rope_cases.py"],
+    "kernels": [
+        "test_kernels_triton_cases.py",
+        "test_kernels_triton_moe_rope_cases.py",
+        "test_kernels_triton_moe_decode_cases.py",
+    ],
     # A model forward per request shape: slow under the interpreter, so a process of its own.
     "recompile": ["test_kernels_triton_recompile_cases.py"],
 }

@@ -12,6 +12,12 @@ needs:
 
 Memory-bound: the launch shapes only have to keep enough loads in flight on every SM
 (`moe.DECODE_CONFIG`, swept by benches/kernels.py).
+
+Programmatic dependent launch (Hopper, ``GDC``): at batch 1 each launch is ~12 us, a few of
+them the launch and the first loads' latency. ``down_gemv_tiles_kernel`` reads only the routing
+(two launches old) and its weights before ``gdc_wait``, so when it is launched with
+``launch_pdl`` after an up kernel that triggers its dependents, its weight loads overlap the up
+kernel's last wave; ``act`` is read after the wait.
 """
 
 from __future__ import annotations
@@ -31,8 +37,13 @@ def swiglu(g, u, act: tl.constexpr):
 
 @triton.jit
 def up_gemv_kernel(x_ptr, x_st, w_ptr, ids_ptr, act_ptr, H, IM, TOP_K: tl.constexpr,
-                   BN: tl.constexpr, BK: tl.constexpr, EVEN: tl.constexpr):  # fmt: skip
-    """``EVEN``: ``H % BK == 0`` and ``IM % BN == 0``, so no load needs a mask."""
+                   BN: tl.constexpr, BK: tl.constexpr, EVEN: tl.constexpr,
+                   GDC: tl.constexpr = False):  # fmt: skip
+    """``EVEN``: ``H % BK == 0`` and ``IM % BN == 0``, so no load needs a mask. ``GDC``: the
+    dependent (down) kernel may launch once every program got here; it reads ``act`` only
+    after its ``gdc_wait``."""
+    if GDC:
+        tl.extra.cuda.gdc_launch_dependents()
     pair = tl.program_id(0)
     n = tl.program_id(1) * BN + tl.arange(0, BN)
     k = tl.arange(0, BK)
@@ -89,3 +100,54 @@ def down_gemv_sum_kernel(act_ptr, w_ptr, ids_ptr, rw_ptr, out_ptr, H, IM, TOP_K:
         rw = tl.load(rw_ptr + pair).to(tl.float32)
         total += (tl.sum(acc, axis=1).to(act).to(tl.float32) * rw).to(act).to(tl.float32)
     tl.store(out_ptr + t * H + n, total.to(act), mask=n < H)
+
+
+@triton.jit
+def _expert_tile(w_ptr, ids_ptr, rw_ptr, t, n, H, IM, J0: tl.constexpr, TOP_K: tl.constexpr,
+                 KJ: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):  # fmt: skip
+    """Slots ``J0 .. J0+KJ`` of token ``t`` (masked at TOP_K): pair ids, routing weights and
+    the ``[KJ, BN, BK]`` down-projection tile of their experts (rows ``n``)."""
+    j = J0 + tl.arange(0, KJ)
+    j_ok = j < TOP_K
+    pair = t * TOP_K + j
+    expert = tl.load(ids_ptr + pair, mask=j_ok, other=0).to(tl.int64)
+    rw = tl.load(rw_ptr + pair, mask=j_ok, other=0.0).to(tl.float32)
+    k = tl.arange(0, BK)
+    ptr = (w_ptr + expert[:, None, None] * H * IM + n.to(tl.int64)[None, :, None] * IM
+           + k[None, None, :])  # fmt: skip
+    m = j_ok[:, None, None] & (n < H)[None, :, None] & (k < IM)[None, None, :]
+    return pair, j_ok, rw, tl.load(ptr, mask=m, other=0.0, eviction_policy="evict_first")
+
+
+@triton.jit
+def _tile_sum(act_ptr, pair, j_ok, rw, w, IM, BK: tl.constexpr):
+    """``Σ_j round(round(act_j W_jᵀ) * rw_j)`` over the tile's slots, fp32 ``[BN]``."""
+    act = w.dtype
+    k = tl.arange(0, BK)
+    a = tl.load(act_ptr + pair.to(tl.int64)[:, None] * IM + k[None, :],
+                mask=j_ok[:, None] & (k < IM)[None, :], other=0.0).to(tl.float32)  # fmt: skip
+    s = tl.sum(w.to(tl.float32) * a[:, None, :], axis=2)
+    s = (s.to(act).to(tl.float32) * rw[:, None]).to(act).to(tl.float32)
+    return tl.sum(tl.where(j_ok[:, None], s, 0.0), axis=0)
+
+
+@triton.jit
+def down_gemv_tiles_kernel(act_ptr, w_ptr, ids_ptr, rw_ptr, out_ptr, H, IM, TOP_K: tl.constexpr,
+                           KA: tl.constexpr, KB: tl.constexpr, BN: tl.constexpr,
+                           BK: tl.constexpr, GDC: tl.constexpr):  # fmt: skip
+    """Like ``down_gemv_sum_kernel``, with every slot's whole ``[BN, IM]`` weight block loaded
+    at once (``BK >= IM``) as two tiles of ``KA`` (a power of two <= TOP_K) and ``KB`` slots,
+    before ``act`` is needed: under ``GDC`` they load while the up kernel still runs."""
+    t = tl.program_id(0).to(tl.int64)
+    n = tl.program_id(1) * BN + tl.arange(0, BN)
+    pair_a, ok_a, rw_a, w_a = _expert_tile(w_ptr, ids_ptr, rw_ptr, t, n, H, IM, 0, TOP_K, KA,
+                                           BN, BK)  # fmt: skip
+    if KB > 0:
+        pair_b, ok_b, rw_b, w_b = _expert_tile(w_ptr, ids_ptr, rw_ptr, t, n, H, IM, KA, TOP_K,
+                                               KB, BN, BK)  # fmt: skip
+    if GDC:
+        tl.extra.cuda.gdc_wait()
+    total = _tile_sum(act_ptr, pair_a, ok_a, rw_a, w_a, IM, BK)
+    if KB > 0:
+        total += _tile_sum(act_ptr, pair_b, ok_b, rw_b, w_b, IM, BK)
+    tl.store(out_ptr + t * H + n, total.to(out_ptr.dtype.element_ty), mask=n < H)
