@@ -1,17 +1,18 @@
 """GDN chunked prefill in Triton: the WY/UT form of the gated delta rule over a varlen batch.
 
-Semantics and math: `reference/gdn.py::gdn_chunked`, spec §6.2. Three launches, the layout
+Semantics and math: `reference/gdn.py::gdn_chunked`, spec §6.2. Four launches, the layout
 flash-linear-attention uses (written anew here):
 
-1. `gdn_chunked_wy.wy_kernel`, parallel over (chunk, value head): ``γ``, the blockwise inverse
-   ``T = (I + A)^-1`` and ``W``, ``U``.
+1. `gdn_chunked_solve.solve_kernel`, parallel over (chunk, value head): ``γ``, the normalised
+   q/k (once per key head) and the blockwise inverse ``T = (I + A)^-1`` (fp32, per chunk);
+   `gdn_chunked_wy.wu_kernel`, same grid: ``W = T diag(β)(K ⊙ e^γ)`` and ``U = T diag(β) V``.
 2. `gdn_chunked_state.state_kernel`, parallel over (sequence, value head, value block),
    sequential over chunks: per-chunk entry states ``h_c`` and ``Vn = U - W h_c``; reads the
    initial state from the slot, writes the final (and checkpoint) state, fp32.
 3. `gdn_chunked_state.output_kernel`, parallel over (chunk, value head, value block):
    ``O = (Q h_c) ⊙ e^γ + (Q Kᵀ ⊙ Γ) Vn``.
 
-Gating, the q/k L2 norm and the q scale are fused into the kernels that read q/k. With bf16
+Gating, the q/k L2 norm and the q scale are fused into the first kernel. With bf16
 activations the dot operands (and ``W``, ``U``, ``Vn``, ``h_c`` between kernels) are bf16 with
 fp32 accumulation, like FLA; with fp32 activations everything is fp32 (3xTF32 dots on GPU).
 Chunks never straddle a sequence end or a checkpoint offset: a sequence with a checkpoint is
@@ -29,8 +30,9 @@ from torch import Tensor
 
 from tokenspeed.kernels.host import host_list
 from tokenspeed.kernels.triton.common import INTERPRETED, align4, check_device, next_pow2
+from tokenspeed.kernels.triton.gdn_chunked_solve import solve_kernel
 from tokenspeed.kernels.triton.gdn_chunked_state import output_kernel, state_kernel
-from tokenspeed.kernels.triton.gdn_chunked_wy import wy_kernel
+from tokenspeed.kernels.triton.gdn_chunked_wy import wu_kernel
 
 CHUNK = 64
 # Launch settings (benches/kernels.py sweeps them).
@@ -41,7 +43,9 @@ CONFIG = {
     "state_stages": 2,
     "out_bv": 64,
     "out_warps": 4,
-    "wy_warps": 4,
+    "solve_warps": 4,
+    "wu_warps": 4,
+    "wu_bc": 64,  # K/V columns per W/U dot
 }
 
 
@@ -122,6 +126,8 @@ def gdn_chunked(
     w = torch.empty((tokens, hv, dk), dtype=store, device=device)
     u = torch.empty((tokens, hv, dv), dtype=store, device=device)
     v_new = torch.empty((tokens, hv, dv), dtype=store, device=device)
+    qn = torch.empty((tokens, hk, dk), dtype=store, device=device)
+    kn = torch.empty((tokens, hk, dk), dtype=store, device=device)
     gamma = torch.empty((tokens, hv), dtype=torch.float32, device=device)
     h = torch.empty((max(len(starts), 1), hv, dk, dv), dtype=store, device=device)
     bk, bvf = next_pow2(dk, 16), next_pow2(dv, 16)
@@ -130,25 +136,32 @@ def gdn_chunked(
     )
     c = CONFIG
     if starts:
-        wy_kernel[(len(starts), hv)](
-            k, k.stride(0), k.stride(1), v, v.stride(0), v.stride(1), a, a.stride(0),
-            b, b.stride(0), A_log, dt_bias, starts_t, lengths_t, w, u, gamma,
-            hv, hv // hk, dk, dv,
-            BK=bk, BV=bvf, DT=dt, PREC=prec, PREC_INV=prec, num_warps=c["wy_warps"],
+        # T is fp32: the solve reads A rows back from it, and W/U round it once, in the dot.
+        t = torch.empty((len(starts), hv, CHUNK, CHUNK), dtype=torch.float32, device=device)
+        solve_kernel[(len(starts), hv)](
+            q, q.stride(0), q.stride(1), k, k.stride(0), k.stride(1), a, a.stride(0),
+            b, b.stride(0), A_log, dt_bias, starts_t, lengths_t, qn, kn, gamma, t,
+            hv, hk, hv // hk, dk, dk**-0.5,
+            BK=bk, DT=dt, PREC=prec, PREC_INV=prec, num_warps=c["solve_warps"],
+        )  # fmt: skip
+        wu_kernel[(len(starts), hv)](
+            kn, v, v.stride(0), v.stride(1), b, b.stride(0), gamma, t, starts_t, lengths_t,
+            w, u, hv, hk, hv // hk, dk, dv,
+            BK=bk, BV=bvf, BKC=min(c["wu_bc"], bk), BVC=min(c["wu_bc"], bvf), DT=dt, PREC=prec,
+            num_warps=c["wu_warps"],
         )  # fmt: skip
     bv = min(c["state_bv"], bvf)
     state_kernel[(num_seqs, hv, triton.cdiv(dv, bv))](
-        k, k.stride(0), k.stride(1), w, u, v_new, h, gamma, starts_t, lengths_t,
+        kn, w, u, v_new, h, gamma, starts_t, lengths_t,
         first_t, count_t, ckpt_t, state, slot_ids, has_initial_state, ck_slots_t,
-        hv, hv // hk, dk, dv,
+        hv, hk, hv // hk, dk, dv,
         BC=CHUNK, BK=bk, BV=bv, DT=dt, PREC=prec,
         num_warps=c["state_warps"], num_stages=c["state_stages"],
     )  # fmt: skip
     if starts:
         bo = min(c["out_bv"], bvf)
         output_kernel[(len(starts), hv, triton.cdiv(dv, bo))](
-            q, q.stride(0), q.stride(1), k, k.stride(0), k.stride(1), v_new, h, gamma,
-            starts_t, lengths_t, out, hv, hv // hk, dk, dv, dk**-0.5,
+            qn, kn, v_new, h, gamma, starts_t, lengths_t, out, hv, hk, hv // hk, dk, dv,
             BC=CHUNK, BK=bk, BV=bo, DT=dt, PREC=prec, num_warps=c["out_warps"],
         )  # fmt: skip
     return out

@@ -1,10 +1,12 @@
-"""GDN chunked prefill, steps 2 and 3: the state pass over chunks, then every chunk's output.
+"""GDN chunked prefill, steps 2 and 3 of 4: the state pass over chunks, then every output.
 
 ``state_kernel``: one program per (sequence, value head, block of BV value columns) holds the
 fp32 state tile ``S`` ``[dk, BV]`` in registers and walks the sequence's chunks in order:
 stores ``S`` as the chunk's entry state ``h_c`` (``DT``), ``Vn = U - W S`` (stored), then
 ``S = e^{γ_last} S + Kᵀ (Vn ⊙ e^{γ_last - γ})``. Only two dependent dots per chunk are on the
-sequential path; the loads of the next chunk do not depend on ``S`` and are pipelined.
+sequential path; the loads of the next chunk do not depend on ``S`` and are pipelined. k (and
+q below) come normalised from `gdn_chunked_solve` and ``γ_last`` is one scalar load, so the loop
+has no row reductions.
 The state comes from the sequence's slot (or zero), goes back to it, and is copied to the
 checkpoint slot before the checkpoint chunk (chunks are cut at checkpoint offsets).
 
@@ -17,15 +19,13 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from tokenspeed.kernels.triton.gdn_chunked_wy import load_qk
-
 
 @triton.jit
 def state_kernel(
-    k_ptr, k_st, k_sh, w_ptr, u_ptr, vn_ptr, h_ptr, gamma_ptr,
+    kn_ptr, w_ptr, u_ptr, vn_ptr, h_ptr, gamma_ptr,
     chunk_start_ptr, chunk_len_ptr, first_chunk_ptr, num_chunks_ptr, ckpt_chunk_ptr,
     state_ptr, slot_ptr, init_ptr, ckpt_slot_ptr,
-    HV, R, DK, DV,
+    HV, HK, R, DK, DV,
     BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
@@ -40,44 +40,45 @@ def state_kernel(
     ck_slot = tl.load(ckpt_slot_ptr + b).to(tl.int64)
     ck_chunk = tl.load(ckpt_chunk_ptr + b)
     ck_mask = smask & ((kk * 0 + ck_slot) >= 0)[:, None]  # vector mask (interpreter)
+    ck_ptr = state_ptr + (tl.maximum(ck_slot, 0) * HV + hv) * DK * DV + tile
     has_init = tl.load(init_ptr + b).to(tl.int32)
     init_mask = smask & ((kk * 0 + has_init) != 0)[:, None]  # never read a fresh slot
     s = tl.load(state_ptr + (slot * HV + hv) * DK * DV + tile, mask=init_mask, other=0.0)
     first = tl.load(first_chunk_ptr + b)
     n = tl.load(num_chunks_ptr + b)
     for c in range(0, n):
-        if c == ck_chunk:
-            tl.store(state_ptr + (ck_slot * HV + hv) * DK * DV + tile, s, mask=ck_mask)
+        # Predicated rather than branched: a store under `if` stops the loop's pipelining.
+        tl.store(ck_ptr, s, mask=ck_mask & ((kk * 0 + c) == ck_chunk)[:, None])
         gc = (first + c).to(tl.int64)
         tl.store(h_ptr + (gc * HV + hv) * DK * DV + tile, s.to(h_ptr.dtype.element_ty),
                  mask=smask)  # fmt: skip
         start = tl.load(chunk_start_ptr + gc)
         length = tl.load(chunk_len_ptr + gc)
         valid = i < length
-        row = (start + i).to(tl.int64) * HV + hv
+        tok = (start + i).to(tl.int64)
+        row = tok * HV + hv
         kmask = valid[:, None] & (kk < DK)[None, :]
         vmask = valid[:, None] & (vv < DV)[None, :]
         w = tl.load(w_ptr + row[:, None] * DK + kk[None, :], mask=kmask, other=0.0)
         u = tl.load(u_ptr + row[:, None] * DV + vv[None, :], mask=vmask, other=0.0)
         gamma = tl.load(gamma_ptr + row, mask=valid, other=0.0)
-        k = load_qk(k_ptr, k_st, k_sh, start + i, hk, valid, kk, DK, 1.0)
-        gamma_last = tl.sum(tl.where(i == length - 1, gamma, 0.0))
+        k = tl.load(kn_ptr + tok[:, None] * (HK * DK) + hk * DK + kk[None, :], mask=kmask,
+                    other=0.0)  # fmt: skip
+        gamma_last = tl.load(gamma_ptr + (start + length - 1).to(tl.int64) * HV + hv)
         v_new = u.to(tl.float32) - tl.dot(w.to(DT), s.to(DT), input_precision=PREC)
         tl.store(vn_ptr + row[:, None] * DV + vv[None, :], v_new.to(vn_ptr.dtype.element_ty),
                  mask=vmask)  # fmt: skip
         v_dec = v_new * tl.where(valid, tl.exp(gamma_last - gamma), 0.0)[:, None]
         s = s * tl.exp(gamma_last)
         s = tl.dot(tl.trans(k.to(DT)), v_dec.to(DT), s, input_precision=PREC)
-    if n == ck_chunk:
-        tl.store(state_ptr + (ck_slot * HV + hv) * DK * DV + tile, s, mask=ck_mask)
+    tl.store(ck_ptr, s, mask=ck_mask & ((kk * 0 + n) == ck_chunk)[:, None])
     tl.store(state_ptr + (slot * HV + hv) * DK * DV + tile, s, mask=smask)
 
 
 @triton.jit
 def output_kernel(
-    q_ptr, q_st, q_sh, k_ptr, k_st, k_sh, vn_ptr, h_ptr, gamma_ptr,
-    chunk_start_ptr, chunk_len_ptr, out_ptr,
-    HV, R, DK, DV, scale,
+    qn_ptr, kn_ptr, vn_ptr, h_ptr, gamma_ptr, chunk_start_ptr, chunk_len_ptr, out_ptr,
+    HV, HK, R, DK, DV,
     BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     c = tl.program_id(0).to(tl.int64)
@@ -89,9 +90,12 @@ def output_kernel(
     start = tl.load(chunk_start_ptr + c)
     length = tl.load(chunk_len_ptr + c)
     valid = i < length
-    row = (start + i).to(tl.int64) * HV + hv
-    q = load_qk(q_ptr, q_st, q_sh, start + i, hk, valid, kk, DK, scale).to(DT)
-    k = load_qk(k_ptr, k_st, k_sh, start + i, hk, valid, kk, DK, 1.0).to(DT)
+    tok = (start + i).to(tl.int64)
+    row = tok * HV + hv
+    kmask = valid[:, None] & (kk < DK)[None, :]
+    n_off = tok[:, None] * (HK * DK) + hk * DK + kk[None, :]
+    q = tl.load(qn_ptr + n_off, mask=kmask, other=0.0).to(DT)  # normalised and scaled
+    k = tl.load(kn_ptr + n_off, mask=kmask, other=0.0).to(DT)
     gamma = tl.load(gamma_ptr + row, mask=valid, other=0.0)
     h = tl.load(h_ptr + (c * HV + hv) * DK * DV + kk[:, None] * DV + vv[None, :],
                 mask=(kk < DK)[:, None] & (vv < DV)[None, :], other=0.0)  # fmt: skip
