@@ -302,22 +302,44 @@ def profile_gdn() -> None:
         mine = lambda: tk.gdn_chunked.gdn_chunked(*inputs, state, cu, one, init)  # noqa: E731
         profile_rows("gdn_chunked", f"T={tokens}", "triton", mine)
         row("gdn_chunked", f"T={tokens}", "triton", ms(mine), config=dict(tk.gdn_chunked.CONFIG))
+        want = None
         try:
             fla = fla_chunked_call(inputs, tokens)
+            for _ in range(3):
+                fla()
+            profile_rows("gdn_chunked", f"T={tokens}", "fla", fla)
+            row("gdn_chunked", f"T={tokens}", "fla", ms(fla))
+            want = fla()[0][0].float()
         except Exception as e:
             print(f"fla unavailable: {e!r}")
-            continue
-        for _ in range(3):
-            fla()
-        profile_rows("gdn_chunked", f"T={tokens}", "fla", fla)
-        row("gdn_chunked", f"T={tokens}", "fla", ms(fla))
+        sweep_gdn(tokens, mine, want)
+
+
+def gdn_variants() -> list[dict]:
+    """CONFIG variants, one kernel's settings at a time (the others at their defaults), so a
+    row's change in total time is that kernel's."""
+    out: list[dict] = [{"solve_warps": w} for w in (2, 4, 8)]
+    out += [{"wu_warps": w, "wu_bc": bc} for w in (4, 8) for bc in (32, 64, 128)]
+    grid = itertools.product((32, 64), (2, 4, 8), (1, 2, 3))
+    out += [{"state_bv": bv, "state_warps": w, "state_stages": st} for bv, w, st in grid]
+    out += [{"out_bv": bv, "out_warps": w} for bv in (64, 128) for w in (4, 8)]
+    return out
+
+
+def sweep_gdn(tokens: int, mine: Callable[[], torch.Tensor], want: torch.Tensor | None) -> None:
+    """One row per CONFIG variant: total ms and (with fla) the max error relative to fla's."""
     cfg, default = tk.gdn_chunked.CONFIG, dict(tk.gdn_chunked.CONFIG)
-    for wy_warps, out_bv, out_warps in itertools.product((2, 4, 8), (64, 128), (4, 8)):
-        cfg.update(wy_warps=wy_warps, out_bv=out_bv, out_warps=out_warps)
+    for variant in gdn_variants():
+        cfg.update(default)
+        cfg.update(variant)
         try:
-            row("gdn_chunked", f"T={tokens}", "triton-sweep", ms(mine), config=dict(cfg))
+            extra = {}
+            if want is not None:
+                err = (mine().float() - want).abs().max() / want.abs().max()
+                extra["rel_err_vs_fla"] = round(err.item(), 5)
+            row("gdn_chunked", f"T={tokens}", "triton-sweep", ms(mine), config=variant, **extra)
         except Exception as e:
-            print(f"gdn config {wy_warps, out_bv, out_warps} failed: {e!r}"[:300])
+            print(f"gdn config {variant} failed: {e!r}"[:300])
     cfg.update(default)
 
 
