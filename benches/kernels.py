@@ -318,7 +318,9 @@ def profile_gdn() -> None:
 def gdn_variants() -> list[dict]:
     """CONFIG variants, one kernel's settings at a time (the others at their defaults), so a
     row's change in total time is that kernel's."""
-    out: list[dict] = [{"solve_warps": w} for w in (2, 4, 8)]
+    out: list[dict] = [
+        {"solve_warps": w, "solve_merge64": m} for m in (False, True) for w in (2, 4, 8)
+    ]
     out += [{"wu_warps": w, "wu_bc": bc} for w in (4, 8) for bc in (32, 64, 128)]
     grid = itertools.product((32, 64), (2, 4, 8), (1, 2, 3))
     out += [{"state_bv": bv, "state_warps": w, "state_stages": st} for bv, w, st in grid]

@@ -44,6 +44,7 @@ CONFIG = {
     "out_bv": 64,
     "out_warps": 4,
     "solve_warps": 4,
+    "solve_merge64": False,  # T's lower blocks by four 64x64 dots (else ten 16x16 ones)
     "wu_warps": 4,
     "wu_bc": 64,  # K/V columns per W/U dot
 }
@@ -142,7 +143,8 @@ def gdn_chunked(
             q, q.stride(0), q.stride(1), k, k.stride(0), k.stride(1), a, a.stride(0),
             b, b.stride(0), A_log, dt_bias, starts_t, lengths_t, qn, kn, gamma, t,
             hv, hk, hv // hk, dk, dk**-0.5,
-            BK=bk, DT=dt, PREC=prec, PREC_INV=prec, num_warps=c["solve_warps"],
+            BK=bk, DT=dt, PREC=prec, PREC_INV=prec, MERGE64=c["solve_merge64"],
+            num_warps=c["solve_warps"],
         )  # fmt: skip
         wu_kernel[(len(starts), hv)](
             kn, v, v.stride(0), v.stride(1), b, b.stride(0), gamma, t, starts_t, lengths_t,

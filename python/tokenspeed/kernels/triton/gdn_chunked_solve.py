@@ -12,7 +12,8 @@ One program per (chunk, value head), all chunks in parallel:
 - ``T = (I + A)^-1`` blockwise: the four diagonal 16×16 blocks by forward substitution in ONE
   loop over a ``[4, 16, 16]`` tensor (the row of ``A`` is a plain load, so each step has a
   single reduction, and the four blocks proceed together), then
-  ``T_ij = -T_ii Σ_{j<=m<i} A_im T_mj`` for the blocks below the diagonal. ``T`` is stored
+  ``T_ij = -T_ii Σ_{j<=m<i} A_im T_mj`` for the blocks below the diagonal (or, CONFIG
+  ``solve_merge64``, as four 64×64 dots, see `_merge64`). ``T`` is stored
   fp32 over ``A``; `gdn_chunked_wy.wu_kernel` multiplies it with K and V.
 """
 
@@ -63,6 +64,7 @@ def solve_kernel(
     chunk_start_ptr, chunk_len_ptr, qn_ptr, kn_ptr, gamma_ptr, t_ptr,
     HV, HK, R, DK, scale,
     BK: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr, PREC_INV: tl.constexpr,
+    MERGE64: tl.constexpr,
 ):  # fmt: skip
     c = tl.program_id(0).to(tl.int64)
     hv = tl.program_id(1)
@@ -103,6 +105,35 @@ def solve_kernel(
     for r in tl.static_range(1, 16):  # unrolled: the row loads issue ahead
         a_r = tl.load(base + diag_row + r * 64)  # [4, 16]; zero from column r on
         t3 = tl.where(row3 == r, t3 - tl.sum(a_r[:, :, None] * t3, axis=1)[:, None, :], t3)
+    if MERGE64:
+        _merge64(base, t3, b3, row3, PREC_INV)
+    else:
+        _merge16(base, t3, b3, PREC_INV)
+
+
+@triton.jit
+def _merge64(base, t3, b3, row3, PREC_INV: tl.constexpr):
+    """``T`` from the diagonal inverses ``T_d`` with four 64×64 dots instead of ten dependent
+    16×16 ones: ``I + A = D (I + N)``, ``N = T_d A_off`` strictly block-lower (``N⁴ = 0``), so
+    ``T = (I - N)(I + N²) T_d``."""
+    i = tl.arange(0, 64)
+    m = tl.arange(0, 16)
+    same = (i // 16)[:, None] == (i // 16)[None, :]
+    tl.debug_barrier()  # every thread has read its rows of the diagonal blocks
+    tl.store(base + b3 * 1040 + row3 * 64 + m[None, None, :], t3)  # over A's diagonal blocks
+    tl.debug_barrier()
+    s = tl.load(base + i[:, None] * 64 + i[None, :])  # T_d on the diagonal blocks, A below
+    td = tl.where(same, s, 0.0)
+    n = _mm(td, tl.where(same, 0.0, s), PREC_INV)
+    eye = tl.where(i[:, None] == i[None, :], 1.0, 0.0)
+    t = _mm(_mm(eye - n, eye + _mm(n, n, PREC_INV), PREC_INV), td, PREC_INV)
+    tl.debug_barrier()  # every thread has read T_d before T overwrites it
+    tl.store(base + i[:, None] * 64 + i[None, :], t)
+
+
+@triton.jit
+def _merge16(base, t3, b3, PREC_INV: tl.constexpr):
+    """``T_ij = -T_ii Σ_{j<=m<i} A_im T_mj`` block by block (A's blocks from the scratch)."""
     t00 = _diag(t3, b3, 0)
     t11 = _diag(t3, b3, 1)
     t22 = _diag(t3, b3, 2)
