@@ -324,6 +324,11 @@ def gdn_variants() -> list[dict]:
     out += [{"wu_warps": w, "wu_bc": bc} for w in (4, 8) for bc in (32, 64, 128)]
     grid = itertools.product((32, 64), (2, 4, 8), (1, 2, 3))
     out += [{"state_bv": bv, "state_warps": w, "state_stages": st} for bv, w, st in grid]
+    grid = itertools.product((32, 64), (2, 4), (2, 3))
+    out += [
+        {"state_kt": True, "state_bv": bv, "state_warps": w, "state_stages": st}
+        for bv, w, st in grid
+    ]
     out += [{"out_bv": bv, "out_warps": w} for bv in (64, 128) for w in (4, 8)]
     return out
 

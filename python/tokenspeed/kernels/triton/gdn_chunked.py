@@ -41,6 +41,7 @@ CONFIG = {
     "state_bv": 32,
     "state_warps": 4,
     "state_stages": 2,
+    "state_kt": False,  # the state kernel loads Kᵀ directly (else transposes the k tile)
     "out_bv": 64,
     "out_warps": 4,
     "solve_warps": 4,
@@ -157,7 +158,7 @@ def gdn_chunked(
         kn, w, u, v_new, h, gamma, starts_t, lengths_t,
         first_t, count_t, ckpt_t, state, slot_ids, has_initial_state, ck_slots_t,
         hv, hk, hv // hk, dk, dv,
-        BC=CHUNK, BK=bk, BV=bv, DT=dt, PREC=prec,
+        BC=CHUNK, BK=bk, BV=bv, DT=dt, PREC=prec, KT=c["state_kt"],
         num_warps=c["state_warps"], num_stages=c["state_stages"],
     )  # fmt: skip
     if starts:

@@ -27,6 +27,7 @@ def state_kernel(
     state_ptr, slot_ptr, init_ptr, ckpt_slot_ptr,
     HV, HK, R, DK, DV,
     BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
+    KT: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
     hv = tl.program_id(1)
@@ -62,15 +63,19 @@ def state_kernel(
         w = tl.load(w_ptr + row[:, None] * DK + kk[None, :], mask=kmask, other=0.0)
         u = tl.load(u_ptr + row[:, None] * DV + vv[None, :], mask=vmask, other=0.0)
         gamma = tl.load(gamma_ptr + row, mask=valid, other=0.0)
-        k = tl.load(kn_ptr + tok[:, None] * (HK * DK) + hk * DK + kk[None, :], mask=kmask,
-                    other=0.0)  # fmt: skip
+        if KT:  # Kᵀ loaded as [dk, chunk] (as fla does) instead of transposed in registers
+            kt = tl.load(kn_ptr + tok[None, :] * (HK * DK) + hk * DK + kk[:, None],
+                         mask=tl.trans(kmask), other=0.0)  # fmt: skip
+        else:
+            kt = tl.trans(tl.load(kn_ptr + tok[:, None] * (HK * DK) + hk * DK + kk[None, :],
+                                  mask=kmask, other=0.0))  # fmt: skip
         gamma_last = tl.load(gamma_ptr + (start + length - 1).to(tl.int64) * HV + hv)
         v_new = u.to(tl.float32) - tl.dot(w.to(DT), s.to(DT), input_precision=PREC)
         tl.store(vn_ptr + row[:, None] * DV + vv[None, :], v_new.to(vn_ptr.dtype.element_ty),
                  mask=vmask)  # fmt: skip
         v_dec = v_new * tl.where(valid, tl.exp(gamma_last - gamma), 0.0)[:, None]
         s = s * tl.exp(gamma_last)
-        s = tl.dot(tl.trans(k.to(DT)), v_dec.to(DT), s, input_precision=PREC)
+        s = tl.dot(kt.to(DT), v_dec.to(DT), s, input_precision=PREC)
     tl.store(ck_ptr, s, mask=ck_mask & ((kk * 0 + n) == ck_chunk)[:, None])
     tl.store(state_ptr + (slot * HV + hv) * DK * DV + tile, s, mask=smask)
 
