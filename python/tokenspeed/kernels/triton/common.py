@@ -70,3 +70,27 @@ def check_device(*tensors: Tensor) -> None:
 
 def int_tensor(values: list[int], device: torch.device, dtype: torch.dtype = torch.int32) -> Tensor:
     return torch.tensor(values, dtype=dtype, device=device)
+
+
+# PDL: programmatic dependent launch (Hopper or newer). A kernel launched with ``launch_pdl``
+# may start while the kernel before it in the stream still runs; it calls ``gdc_wait`` before
+# reading anything an earlier kernel of the step writes, and may load only STABLE data before
+# that wait: weights, recurrent state and conv windows (written by earlier steps) and the
+# step's inputs (written before the layers start). Kernels call ``gdc_launch_dependents`` at
+# their top so the next kernel's programs become resident, load their stable data and wait
+# (at batch 1 this hides each launch's ramp-up: benches/results/*sweep_moe_decode*). Stores
+# only ever happen after the wait, when every earlier kernel has finished, so buffers the
+# allocator recycles within a step are safe. TOKENSPEED_PDL=0 turns it off.
+PDL = os.environ.get("TOKENSPEED_PDL", "1") != "0"
+
+
+def pdl_supported(t: Tensor) -> bool:
+    """Whether kernels on ``t``'s device launch with PDL (compiled, CUDA, Hopper or newer)."""
+    if not PDL or INTERPRETED or not t.is_cuda:
+        return False
+    return torch.cuda.get_device_capability(t.device)[0] >= 9
+
+
+def pdl_launch(on: bool) -> dict[str, bool]:
+    """The launch keyword of a kernel whose ``GDC`` flag is ``on``."""
+    return {"launch_pdl": True} if on else {}

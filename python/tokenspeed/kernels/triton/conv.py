@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from tokenspeed.kernels.triton.common import check_device, next_pow2
+from tokenspeed.kernels.triton.common import check_device, next_pow2, pdl_launch, pdl_supported
 
 
 @triton.jit
@@ -97,9 +97,13 @@ def _conv_decode_kernel(
     x_ptr, x_st, w_ptr, state_ptr, s_s0, s_s1, out_ptr, slot_ptr, init_ptr,
     ckpt_slot_ptr, ckpt_off_ptr, C,
     HAS_CKPT: tl.constexpr, K: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+    GDC: tl.constexpr = False,
 ):  # fmt: skip
     """One token per sequence, one launch: a program owns (sequence, channel block), so it can
-    read its slot's window and overwrite it without racing anyone."""
+    read its slot's window and overwrite it without racing anyone. Under ``GDC`` (PDL) the
+    weights and the window (an earlier step's) load before the wait, ``x`` after it."""
+    if GDC:
+        tl.extra.cuda.gdc_launch_dependents()
     b = tl.program_id(0)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     j = tl.arange(0, BLOCK_W)
@@ -109,19 +113,21 @@ def _conv_decode_kernel(
     win_mask = (j < K - 1)[:, None] & c_ok[None, :] & ((j * 0 + has_init) != 0)[:, None]
     col = c[None, :].to(tl.int64) * s_s1 + j[:, None]
     old = tl.load(state_ptr + slot * s_s0 + col, mask=win_mask, other=0.0)  # [W, C] oldest first
-    x = tl.load(x_ptr + b.to(tl.int64) * x_st + c, mask=c_ok, other=0.0)
     w_old = tl.load(w_ptr + c[None, :] * K + j[:, None], mask=(j < K - 1)[:, None] & c_ok[None, :],
                     other=0.0).to(tl.float32)  # fmt: skip
     w_new = tl.load(w_ptr + c * K + (K - 1), mask=c_ok, other=0.0).to(tl.float32)
+    shifted = tl.load(state_ptr + slot * s_s0 + col + 1,
+                      mask=win_mask & (j < K - 2)[:, None], other=0.0)  # fmt: skip
+    if GDC:
+        tl.extra.cuda.gdc_wait()
+    x = tl.load(x_ptr + b.to(tl.int64) * x_st + c, mask=c_ok, other=0.0)
     wdt = w_ptr.dtype.element_ty
     acc = tl.sum(w_old * old.to(wdt).to(tl.float32), axis=0)
     acc += w_new * x.to(wdt).to(tl.float32)
     acc = acc.to(wdt).to(tl.float32)
     tl.store(out_ptr + b.to(tl.int64) * C + c, (acc * tl.sigmoid(acc)).to(out_ptr.dtype.element_ty),
              mask=c_ok)  # fmt: skip
-    # New window: old columns 1.. then x. Column j of the new window is old column j + 1.
-    shifted = tl.load(state_ptr + slot * s_s0 + col + 1,
-                      mask=win_mask & (j < K - 2)[:, None], other=0.0)  # fmt: skip
+    # New window: old columns 1.. (``shifted``) then x.
     new = tl.where((j == K - 2)[:, None], x[None, :].to(state_ptr.dtype.element_ty), shifted)
     st_mask = (j < K - 1)[:, None] & c_ok[None, :]
     if HAS_CKPT:
@@ -206,10 +212,12 @@ def conv1d_decode(
         return out
     has_ckpt = checkpoint_slots is not None
     block_c = min(256, next_pow2(channels, 16))
+    gdc = pdl_supported(x)
     _conv_decode_kernel[(num_seqs, triton.cdiv(channels, block_c))](
         x, x.stride(0), weight, conv_state, conv_state.stride(0), conv_state.stride(1), out,
         slot_ids, has_initial_state, checkpoint_slots if has_ckpt else slot_ids,
         checkpoint_offsets if has_ckpt else slot_ids, channels,
-        HAS_CKPT=has_ckpt, K=width, BLOCK_W=next_pow2(width - 1), BLOCK_C=block_c,
+        HAS_CKPT=has_ckpt, K=width, BLOCK_W=next_pow2(width - 1), BLOCK_C=block_c, GDC=gdc,
+        **pdl_launch(gdc),
     )  # fmt: skip
     return out

@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from tokenspeed.kernels.triton.common import check_device, next_pow2
+from tokenspeed.kernels.triton.common import check_device, next_pow2, pdl_launch, pdl_supported
 
 L2NORM_EPS = 1e-6
 
@@ -36,8 +36,12 @@ def _gdn_decode_kernel(
     a_ptr, a_sb, b_ptr, b_sb, A_log_ptr, dt_bias_ptr,
     state_ptr, slot_ptr, init_ptr, ckpt_slot_ptr, ckpt_off_ptr, out_ptr,
     HV, R, DK, DV, scale,
-    HAS_CKPT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_CKPT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, GDC: tl.constexpr = False,
 ):  # fmt: skip
+    """Under ``GDC`` (PDL) the state tile (an earlier step's) loads before the wait, so its
+    latency hides under the conv kernel; q, k, v, a, b load after it."""
+    if GDC:
+        tl.extra.cuda.gdc_launch_dependents()
     pid_bh = tl.program_id(0)
     b = pid_bh // HV
     hv = pid_bh % HV
@@ -47,16 +51,6 @@ def _gdn_decode_kernel(
     k_ok = kk < DK
     v_ok = vv < DV
     b64 = b.to(tl.int64)
-    q = tl.load(q_ptr + b64 * q_sb + hk * q_sh + kk, mask=k_ok, other=0.0).to(tl.float32)
-    k = tl.load(k_ptr + b64 * k_sb + hk * k_sh + kk, mask=k_ok, other=0.0).to(tl.float32)
-    v = tl.load(v_ptr + b64 * v_sb + hv * v_sh + vv, mask=v_ok, other=0.0).to(tl.float32)
-    q = q * tl.rsqrt(tl.sum(q * q) + 1e-6) * scale
-    k = k * tl.rsqrt(tl.sum(k * k) + 1e-6)
-    g, beta = gdn_gate_values(
-        tl.load(a_ptr + b64 * a_sb + hv), tl.load(b_ptr + b64 * b_sb + hv),
-        tl.load(A_log_ptr + hv), tl.load(dt_bias_ptr + hv),
-    )  # fmt: skip
-
     slot = tl.load(slot_ptr + b).to(tl.int64)
     has_init = tl.load(init_ptr + b).to(tl.int32)
     head_base = (slot * HV + hv) * DK * DV
@@ -65,6 +59,18 @@ def _gdn_decode_kernel(
     # Without initial state the slot is not read at all (it may hold garbage, even NaN).
     init_mask = mask & ((kk * 0 + has_init) != 0)[:, None]
     s = tl.load(state_ptr + head_base + tile, mask=init_mask, other=0.0)
+    A_log = tl.load(A_log_ptr + hv)
+    dt_bias = tl.load(dt_bias_ptr + hv)
+    if GDC:
+        tl.extra.cuda.gdc_wait()
+    q = tl.load(q_ptr + b64 * q_sb + hk * q_sh + kk, mask=k_ok, other=0.0).to(tl.float32)
+    k = tl.load(k_ptr + b64 * k_sb + hk * k_sh + kk, mask=k_ok, other=0.0).to(tl.float32)
+    v = tl.load(v_ptr + b64 * v_sb + hv * v_sh + vv, mask=v_ok, other=0.0).to(tl.float32)
+    q = q * tl.rsqrt(tl.sum(q * q) + 1e-6) * scale
+    k = k * tl.rsqrt(tl.sum(k * k) + 1e-6)
+    g, beta = gdn_gate_values(
+        tl.load(a_ptr + b64 * a_sb + hv), tl.load(b_ptr + b64 * b_sb + hv), A_log, dt_bias
+    )
     before = s
     s = s * tl.exp(g)
     u = beta * (v - tl.sum(s * k[:, None], axis=0))
@@ -114,12 +120,14 @@ def gdn_recurrent(
     has_ckpt = checkpoint_slots is not None
     bv = min(32, next_pow2(dv, 16))
     grid = (batch * hv, triton.cdiv(dv, bv))
+    gdc = pdl_supported(q)
     _gdn_decode_kernel[grid](
         q, q.stride(0), q.stride(1), k, k.stride(0), k.stride(1), v, v.stride(0), v.stride(1),
         a, a.stride(0), b, b.stride(0), A_log, dt_bias,
         state, slot_ids, has_initial_state,
         checkpoint_slots if has_ckpt else slot_ids, checkpoint_offsets if has_ckpt else slot_ids,
         out, hv, hv // hk, dk, dv, dk**-0.5,
-        HAS_CKPT=has_ckpt, BK=next_pow2(dk, 16), BV=bv, num_warps=4,
+        HAS_CKPT=has_ckpt, BK=next_pow2(dk, 16), BV=bv, GDC=gdc, num_warps=4,
+        **pdl_launch(gdc),
     )  # fmt: skip
     return out

@@ -39,10 +39,11 @@ def swiglu(g, u, act: tl.constexpr):
 def up_gemv_kernel(x_ptr, x_st, w_ptr, ids_ptr, act_ptr, H, IM, TOP_K: tl.constexpr,
                    BN: tl.constexpr, BK: tl.constexpr, EVEN: tl.constexpr,
                    GDC: tl.constexpr = False):  # fmt: skip
-    """``EVEN``: ``H % BK == 0`` and ``IM % BN == 0``, so no load needs a mask. ``GDC``: the
-    dependent (down) kernel may launch once every program got here; it reads ``act`` only
-    after its ``gdc_wait``."""
+    """``EVEN``: ``H % BK == 0`` and ``IM % BN == 0``, so no load needs a mask. ``GDC``
+    (launched with PDL after the routing kernel): wait for the routing, then let the down kernel
+    launch: it reads the routing before its own wait, so the trigger must come after ours."""
     if GDC:
+        tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
     pair = tl.program_id(0)
     n = tl.program_id(1) * BN + tl.arange(0, BN)
@@ -138,6 +139,8 @@ def down_gemv_tiles_kernel(act_ptr, w_ptr, ids_ptr, rw_ptr, out_ptr, H, IM, TOP_
     """Like ``down_gemv_sum_kernel``, with every slot's whole ``[BN, IM]`` weight block loaded
     at once (``BK >= IM``) as two tiles of ``KA`` (a power of two <= TOP_K) and ``KB`` slots,
     before ``act`` is needed: under ``GDC`` they load while the up kernel still runs."""
+    if GDC:
+        tl.extra.cuda.gdc_launch_dependents()
     t = tl.program_id(0).to(tl.int64)
     n = tl.program_id(1) * BN + tl.arange(0, BN)
     pair_a, ok_a, rw_a, w_a = _expert_tile(w_ptr, ids_ptr, rw_ptr, t, n, H, IM, 0, TOP_K, KA,

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from tokenspeed.kernels.triton.common import as_rows, next_pow2
+from tokenspeed.kernels.triton.common import as_rows, next_pow2, pdl_launch, pdl_supported
 
 
 # Length arguments are not specialised: see common.NO_RECOMPILE.
@@ -28,9 +28,15 @@ def _rms_norm_kernel(
     ROUND_WX: tl.constexpr,       # gated: the weight product is rounded to the activation dtype
     BLOCK_R: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    GDC: tl.constexpr = False,    # launched with PDL: the weight loads before the wait
 ):  # fmt: skip
+    if GDC:
+        tl.extra.cuda.gdc_launch_dependents()
     r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     d = tl.arange(0, BLOCK_D)
+    w = tl.load(w_ptr + d, mask=d < D, other=0.0).to(tl.float32)
+    if GDC:
+        tl.extra.cuda.gdc_wait()
     mask = (r < rows)[:, None] & (d < D)[None, :]
     a_idx = (r // nb).to(tl.int64)
     b_idx = (r % nb).to(tl.int64)
@@ -48,7 +54,6 @@ def _rms_norm_kernel(
         xf = summed.to(tl.float32)
     inv = tl.rsqrt(tl.sum(xf * xf, axis=1) / D + eps)
     xn = xf * inv[:, None]
-    w = tl.load(w_ptr + d, mask=d < D, other=0.0).to(tl.float32)
     if GATED:
         y = w[None, :] * xn.to(act).to(tl.float32)
         if ROUND_WX:
@@ -83,10 +88,11 @@ def _launch(
     block_r = max(1, min(16, 4096 // block_d))
     round_wx = gated and torch.promote_types(weight.dtype, x.dtype) != torch.float32
     grid = (triton.cdiv(rows, block_r),)
+    gdc = pdl_supported(x)
     _rms_norm_kernel[grid](
         xv, x_sa, x_sb, ov, o_sa, o_sb, weight, out, res_out, rows, nb, d, eps,
-        ADD=add, GATED=gated, ROUND_WX=round_wx, BLOCK_R=block_r, BLOCK_D=block_d,
-        num_warps=4 if block_d <= 2048 else 8,
+        ADD=add, GATED=gated, ROUND_WX=round_wx, BLOCK_R=block_r, BLOCK_D=block_d, GDC=gdc,
+        num_warps=4 if block_d <= 2048 else 8, **pdl_launch(gdc),
     )  # fmt: skip
     return out, res_out if add else None
 
