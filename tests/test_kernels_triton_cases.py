@@ -27,6 +27,8 @@ if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":
     )
 
 import tokenspeed.kernels.triton as triton_kernels  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 from tokenspeed.kernels import reference as ref  # noqa: E402
 
 DEVICE = "cuda" if CUDA else "cpu"
@@ -260,9 +262,91 @@ def test_paged_decode_split_k(tk, splits: int | None) -> None:
     s = paged_setup(prefix=[37, 0, 12, 50, 3], new=[1] * 5, seed=12)
     want = ref.paged_attention(*s.values(), HD**-0.5)
     args = dev(s["q"], s["k_cache"], s["v_cache"], s["page_table"], s["prefix_lens"])
-    got = tk.attention_decode.paged_decode(*args, HD**-0.5, splits=splits, block_n=16)
+    # min_keys 8: these short contexts still cut into several (and some empty) splits
+    kw = {"splits": splits, "min_keys": 8} if splits else {}
+    got = tk.attention_decode.paged_decode(*args, HD**-0.5, block_n=16, **kw)
     close(got, want, torch.float32)
     close(tk.attention.paged_attention(*dev(*s.values()), HD**-0.5), want, torch.float32)
+
+
+def nan_empty(real_empty):
+    """``torch.empty`` that fills float tensors with NaN: a kernel that reads memory nobody
+    wrote (an inactive split's partial output) shows it."""
+
+    def empty(*shape, **kw):
+        t = real_empty(*shape, **kw)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    return empty
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"block_n": 16}, {"block_n": 16, "min_keys": 16}, {"splits": 5}, {"splits": 1}]
+)
+def test_paged_decode_wide_page_table(tk, kw: dict, monkeypatch) -> None:
+    # The page table is as wide as the longest context the server allows (5404 keys here),
+    # the contexts are 1, 63, 64, 65 and 1000 keys: split boundaries follow each sequence's
+    # length (64-key splits at most 27 of them, some past the end), not the table's width.
+    s = paged_setup(prefix=[0, 62, 63, 64, 999], new=[1] * 5, seed=14, num_pages=320)
+    s["page_table"] = torch.cat([s["page_table"], torch.zeros(5, 1100, dtype=torch.int32)], 1)
+    want = ref.paged_attention(*s.values(), HD**-0.5)
+    args = dev(s["q"], s["k_cache"], s["v_cache"], s["page_table"], s["prefix_lens"])
+    monkeypatch.setattr(torch, "empty", nan_empty(torch.empty))
+    got = tk.attention_decode.paged_decode(*args, HD**-0.5, **kw)
+    close(got, want, torch.float32)
+
+
+@pytest.mark.parametrize("new", [[1, 1, 1], [3, 1, 9]])
+def test_paged_attention_output_gate(tk, new: list[int]) -> None:
+    """The fused sigmoid gate (decode merge / prefill epilogue) reads a strided view."""
+    s = paged_setup(prefix=[70, 0, 5], new=new, seed=15)
+    qg = torch.randn(sum(new), NH, 2 * HD, generator=gen(16)) * 3
+    gate = qg[:, :, HD:]  # as split from the fused q/gate projection
+    want = ref.paged_attention(*s.values(), HD**-0.5, gate)
+    got = tk.attention.paged_attention(*dev(*s.values()), HD**-0.5, *dev(gate))
+    close(got, want, torch.float32)
+    ungated = ref.paged_attention(*s.values(), HD**-0.5)
+    close(want, ungated * torch.sigmoid(gate), torch.float32)
+    assert not torch.allclose(want, ungated, atol=1e-2)
+
+
+@triton.jit
+def _to_bf16_kernel(x_ptr, y_ptr, N, BLOCK: tl.constexpr):
+    i = tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + i, mask=i < N)
+    tl.store(y_ptr + i, x.to(tl.bfloat16), mask=i < N)
+
+
+def triton_bf16(x: torch.Tensor) -> torch.Tensor:
+    """fp32 -> bf16 by Triton's own cast (round-to-nearest on GPUs; the interpreter truncates),
+    so expected values round exactly as the kernel does."""
+    flat = x.float().contiguous().view(-1).to(DEVICE)
+    y = torch.empty(flat.shape, dtype=torch.bfloat16, device=DEVICE)
+    _to_bf16_kernel[(1,)](flat, y, flat.numel(), BLOCK=triton.next_power_of_2(flat.numel()))
+    return y.view(x.shape)
+
+
+def test_decode_merge_gate_rounding_bf16(tk) -> None:
+    """Merge epilogue in bf16: ``o`` and ``sigmoid(gate)`` each rounded to bf16, the product
+    rounded once (the reference's order), exactly; NaN partial outputs of inactive splits
+    (lse = -inf) never reach the result. (The interpreter's bf16 ``tl.dot`` is unusable, so
+    this drives the merge kernel directly with one active split: o is its partial exactly.)"""
+    b, nh, hd, nsplit = 2, 3, HD, 5
+    part_o = torch.full((b, nh, nsplit, hd), float("nan"))
+    part_lse = torch.full((b, nh, nsplit), float("-inf"))
+    o = torch.randn(b, nh, hd, generator=gen(17)) * 2
+    part_o[:, :, 2] = o
+    part_lse[:, :, 2] = 1.5
+    gate = (torch.randn(b, nh, 2 * hd, generator=gen(18)) * 3).bfloat16()[:, :, hd:]
+    out = torch.empty(b, nh, hd, dtype=torch.bfloat16, device=DEVICE)
+    g = dev(gate)[0]
+    tk.attention_decode._decode_merge_kernel[(b * nh,)](
+        *dev(part_o, part_lse), out, g, g.stride(0), g.stride(1), nh, hd, nsplit,
+        HAS_GATE=True, BS=8, BD=64, CHUNK=2,
+    )  # fmt: skip
+    sig = triton_bf16(torch.sigmoid(gate.float()))
+    want = triton_bf16(triton_bf16(o).float() * sig.float())
+    assert torch.equal(out.cpu(), want.cpu())
 
 
 def test_write_kv_cache_strided_values(tk) -> None:

@@ -54,6 +54,29 @@ def test_moe_route_shared(dtype: torch.dtype, tokens: int) -> None:
     close(got_w, want_w, dtype)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_moe_route_ties_and_real_shape(shared: bool) -> None:
+    """256 experts, top 8 (Qwen3.5-MoE): equal probabilities go lowest index first (a stable
+    descending sort), also when the tie straddles the k-th slot."""
+    e, k = 256, 8
+    logits = torch.randn(4, e + 1, generator=gen(27)) * 2
+    logits[1, :e] = 0.0  # all tied: experts 0..7
+    logits[2, [200, 7, 99, 150, 3, 64]] = 9.0  # six tied winners, then ties at the boundary
+    logits[2, [250, 40, 41]] = 8.0
+    logits[3, :e] = logits[3, :e].to(torch.bfloat16).float().round()  # many partial ties
+    logits = logits if shared else logits[:, :e]
+    route = tk.moe.moe_route_shared if shared else tk.moe.moe_route
+    got_w, got_ids = route(*dev(logits), k, True)
+    probs = torch.softmax(logits[:, :e], dim=-1)
+    want_ids = torch.sort(probs, dim=-1, descending=True, stable=True).indices[:, :k]
+    assert torch.equal(got_ids[:, :k].cpu(), want_ids)
+    want_w = probs.gather(1, want_ids)
+    close(got_w[:, :k], want_w / want_w.sum(-1, keepdim=True), torch.float32)
+    if shared:
+        assert (got_ids[:, k] == e).all()
+        close(got_w[:, k], torch.sigmoid(logits[:, e]), torch.float32)
+
+
 def moe_inputs(
     tokens: int, dtype: torch.dtype, seed: int, h: int = H, im: int = IM, shared: bool = False
 ) -> tuple:

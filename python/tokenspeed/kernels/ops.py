@@ -158,9 +158,12 @@ def paged_attention(
     cu_seqlens: Tensor,
     prefix_lens: Tensor,
     scale: float,
+    gate: Tensor | None = None,
 ) -> Tensor:
+    """`reference.attention.paged_attention`; ``gate``: the output is ``o * sigmoid(gate)``
+    (fused into the attention epilogue on Triton)."""
     return lookup("paged_attention")(
-        q, k_cache, v_cache, page_table, cu_seqlens, prefix_lens, scale
+        q, k_cache, v_cache, page_table, cu_seqlens, prefix_lens, scale, gate
     )
 
 

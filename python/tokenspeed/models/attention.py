@@ -3,7 +3,6 @@ partial NeoX RoPE, paged causal GQA attention, sigmoid output gate."""
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -41,8 +40,8 @@ class GatedAttention:
             ctx.batch.positions, ctx.inv_freq, nh, nkv, hd, k_cache, v_cache, ctx.kv_indices,
         )  # fmt: skip
         b = ctx.batch
+        # The sigmoid output gate is applied inside the attention op (its epilogue on Triton).
         o = ops.paged_attention(
-            q, k_cache, v_cache, b.page_table, b.cu_seqlens, b.prefix_lens, self.scale
-        )
-        o = o.reshape(tokens, nh * hd) * torch.sigmoid(gate.reshape(tokens, nh * hd))
+            q, k_cache, v_cache, b.page_table, b.cu_seqlens, b.prefix_lens, self.scale, gate
+        ).reshape(tokens, nh * hd)
         return F.linear(o, self.o_proj)

@@ -30,11 +30,15 @@ def paged_attention(
     cu_seqlens: Tensor,
     prefix_lens: Tensor,
     scale: float,
+    gate: Tensor | None = None,
 ) -> Tensor:
     """Causal attention of the new tokens ``q`` ``[T, nh, hd]`` over each sequence's whole
     cached KV (prefix + new tokens, already written). New token ``i`` of sequence ``b`` sits at
     ``prefix_lens[b] + i`` and sees keys ``0 ..= prefix_lens[b] + i``. Query head ``h`` reads
-    KV head ``h // (nh / nkv)``. Softmax in fp32; returns ``[T, nh, hd]`` in ``q.dtype``."""
+    KV head ``h // (nh / nkv)``. Softmax in fp32; returns ``[T, nh, hd]`` in ``q.dtype``.
+    With ``gate`` ``[T, nh, hd]`` (the gated attention's output gate, possibly a strided view)
+    it returns ``o * sigmoid(gate)``: ``o`` and ``sigmoid(gate)`` each in ``q.dtype``, the
+    product rounded to ``q.dtype`` (HF's order), so a backend can fuse the gate."""
     num_heads = q.shape[1]
     page_size, num_kv_heads, head_dim = k_cache.shape[1:]
     group = num_heads // num_kv_heads
@@ -58,4 +62,6 @@ def paged_attention(
         scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         out[start:end] = (probs @ values).transpose(0, 1)
+    if gate is not None:
+        out = out * torch.sigmoid(gate.to(q.dtype))
     return out

@@ -64,10 +64,10 @@ def write_kv_cache(
 # Length arguments are not specialised: see common.NO_RECOMPILE.
 @triton.jit(do_not_specialize=["pt_s"])
 def _prefill_kernel(
-    q_ptr, q_st, q_sh, kc_ptr, vc_ptr, pt_ptr, pt_s, out_ptr,
+    q_ptr, q_st, q_sh, kc_ptr, vc_ptr, pt_ptr, pt_s, out_ptr, gate_ptr, g_st, g_sh,
     blk_seq_ptr, blk_tok_ptr, cu_ptr, prefix_ptr,
     NH, NKV, G, D, PAGE, TOK_PER_BLOCK, scale_log2,
-    BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
+    HAS_GATE: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
 ):  # fmt: skip
     blk = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -110,8 +110,15 @@ def _prefill_kernel(
         acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
         m_i = m_new
     o = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
-    o_off = (start + local).to(tl.int64)[:, None] * (NH * D) + head[:, None] * D + d[None, :]
-    tl.store(out_ptr + o_off, o.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
+    tok = (start + local).to(tl.int64)[:, None]
+    o_mask = row_ok[:, None] & d_ok[None, :]
+    out = o.to(out_ptr.dtype.element_ty)
+    if HAS_GATE:  # the reference's rounding: o, sigmoid(gate), their product each rounded
+        act = out_ptr.dtype.element_ty
+        gate = tl.load(gate_ptr + tok * g_st + head[:, None] * g_sh + d[None, :], mask=o_mask)
+        sig = tl.sigmoid(gate.to(tl.float32)).to(act).to(tl.float32)
+        out = (out.to(tl.float32) * sig).to(act)
+    tl.store(out_ptr + tok * (NH * D) + head[:, None] * D + d[None, :], out, mask=o_mask)
 
 
 def paged_attention(
@@ -122,18 +129,22 @@ def paged_attention(
     cu_seqlens: Tensor,
     prefix_lens: Tensor,
     scale: float,
+    gate: Tensor | None = None,
 ) -> Tensor:
     """See `reference.attention.paged_attention`. A batch with as many tokens as sequences is
     a decode batch (sequences are never empty) and takes the split-K kernel without a host
-    sync; prefill plans its query blocks on the host."""
+    sync; prefill plans its query blocks on the host. Both apply ``gate`` in their epilogue,
+    reading the strided view directly."""
     tokens, nh, hd = q.shape
     _, page_size, nkv, _ = k_cache.shape
     if nh % nkv or k_cache.shape[3] != hd or q.stride(-1) != 1:
         raise ValueError(f"q {tuple(q.shape)} does not fit KV cache {tuple(k_cache.shape)}")
+    if gate is not None and (gate.shape != q.shape or gate.stride(-1) != 1):
+        raise ValueError(f"gate {tuple(gate.shape)} needs q's shape and a unit stride on hd")
     check_device(q, k_cache)
     num_seqs = page_table.shape[0]
     if tokens == num_seqs:
-        return paged_decode(q, k_cache, v_cache, page_table, prefix_lens, scale)
+        return paged_decode(q, k_cache, v_cache, page_table, prefix_lens, scale, gate)
     group = nh // nkv
     cfg = PREFILL_CONFIG
     block_m = max(cfg["block_m"], next_pow2(group))  # rows are (token, head of the group) pairs
@@ -149,11 +160,13 @@ def paged_attention(
     if not blk_seq:
         return out
     bd = next_pow2(hd, 16)
+    g = q if gate is None else gate  # a dummy (not out: the interpreter copies args back)
     _prefill_kernel[(len(blk_seq), nkv)](
         q, q.stride(0), q.stride(1), k_cache, v_cache, page_table, page_table.stride(0), out,
+        g, g.stride(0), g.stride(1),
         int_tensor(blk_seq, q.device), int_tensor(blk_tok, q.device), cu_seqlens, prefix_lens,
         nh, nkv, group, hd, page_size, tok_per_block, scale * 1.4426950408889634,
-        BM=block_m, BN=cfg["block_n"] or (64 if bd <= 128 else 32), BD=bd,
+        HAS_GATE=gate is not None, BM=block_m, BN=cfg["block_n"] or (64 if bd <= 128 else 32), BD=bd,
         num_warps=cfg["num_warps"] or (4 if bd <= 128 else 8), num_stages=cfg["num_stages"],
     )  # fmt: skip
     return out

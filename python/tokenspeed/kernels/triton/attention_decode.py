@@ -3,9 +3,15 @@
 One new token per sequence (its key/value already written at position ``prefix_lens[b]``).
 A program owns (sequence, KV head, split): the group's query heads are the rows of one tile,
 so each K/V page is read once for the whole group, and a long context is cut into splits that
-run in parallel; a second kernel merges the splits' partial outputs by their log-sum-exp.
-The split count depends only on shapes (batch, heads, page-table width), never on the data,
-so the launch needs no host sync and can be captured in a CUDA graph.
+run in parallel; a second kernel merges the splits' partial outputs by their log-sum-exp (and
+applies the optional sigmoid output gate in its epilogue).
+The launch shape (``NSPLIT``, the most splits a sequence may use) depends only on shapes, never
+on the data, so the launch needs no host sync and can be captured in a CUDA graph. Where the
+splits fall is decided inside the kernel from the sequence's real length: the page table is as
+wide as the longest context the server allows (256k keys), so boundaries derived from its width
+would put a 1k-token context in one or two serial splits; instead a sequence of ``kv_len`` keys
+uses ``min(NSPLIT, cdiv(kv_len, MIN_KEYS_PER_SPLIT))`` splits of equal size, and the programs of
+the other splits store only ``lse = -inf``, which the merge skips.
 """
 
 from __future__ import annotations
@@ -17,15 +23,17 @@ from torch import Tensor
 
 from tokenspeed.kernels.triton.common import next_pow2
 
-TARGET_PROGRAMS = 264  # ~2 waves over an H100's 132 SMs
-MIN_KEYS_PER_SPLIT = 256
+TARGET_PROGRAMS = 264  # ~2 waves over an H100's / H200's 132 SMs
+# Shortest split: below this a program's fixed cost (q load, partial store, merge read)
+# outweighs the keys it reads. One 64-key tile at head_dim <= 128.
+MIN_KEYS_PER_SPLIT = 64
 
 
 # Length arguments are not specialised: see common.NO_RECOMPILE.
-@triton.jit(do_not_specialize=["pt_s", "KEYS_PER_SPLIT", "NSPLIT"])
+@triton.jit(do_not_specialize=["pt_s", "NSPLIT", "MIN_KEYS"])
 def _decode_split_kernel(
     q_ptr, q_st, q_sh, kc_ptr, vc_ptr, pt_ptr, pt_s, prefix_ptr, part_o_ptr, part_lse_ptr,
-    NH, NKV, G, D, PAGE, KEYS_PER_SPLIT, NSPLIT, scale_log2,
+    NH, NKV, G, D, PAGE, NSPLIT, MIN_KEYS, scale_log2,
     BG: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
@@ -36,56 +44,88 @@ def _decode_split_kernel(
     head = kvh * G + g
     g_ok = g < G
     d_ok = d < D
-    q = tl.load(q_ptr + b.to(tl.int64) * q_st + head[:, None] * q_sh + d[None, :],
-                mask=g_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-    kv_len = tl.load(prefix_ptr + b) + 1
-    lo = split * KEYS_PER_SPLIT
-    hi = tl.minimum(lo + KEYS_PER_SPLIT, kv_len)
-    acc = tl.zeros((BG, BD), dtype=tl.float32)
-    m_i = tl.full((BG,), float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros((BG,), dtype=tl.float32)
-    for j0 in range(lo, hi, BN):
-        j = j0 + tl.arange(0, BN)
-        j_ok = j < hi
-        page = tl.load(pt_ptr + b.to(tl.int64) * pt_s + j // PAGE, mask=j_ok, other=0)
-        kv_row = ((page.to(tl.int64) * PAGE + j % PAGE) * NKV + kvh) * D
-        kv_mask = j_ok[:, None] & d_ok[None, :]
-        k = tl.load(kc_ptr + kv_row[:, None] + d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(vc_ptr + kv_row[:, None] + d[None, :], mask=kv_mask, other=0.0)
-        scores = tl.dot(q, tl.trans(k.to(q.dtype))) * scale_log2
-        scores = tl.where(j_ok[None, :], scores, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(scores, axis=1))
-        p = tl.exp2(scores - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
-        m_i = m_new
-    # An empty split (past the context) leaves lse = -inf and contributes nothing.
-    lse = tl.where(l_i > 0.0, m_i + tl.log2(tl.where(l_i > 0.0, l_i, 1.0)), float("-inf"))
-    o = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
     part = (b.to(tl.int64) * NH + head) * NSPLIT + split
-    tl.store(part_o_ptr + part[:, None] * D + d[None, :], o, mask=g_ok[:, None] & d_ok[None, :])
-    tl.store(part_lse_ptr + part, lse, mask=g_ok)
+    kv_len = tl.load(prefix_ptr + b) + 1
+    # This sequence's splits: as many as its length gives MIN_KEYS each (at most NSPLIT), of
+    # equal size rounded up to whole tiles; a split past the last key is inactive.
+    n_split = tl.minimum(NSPLIT, tl.cdiv(kv_len, MIN_KEYS))
+    keys_per_split = tl.cdiv(tl.cdiv(kv_len, n_split), BN) * BN
+    lo = split * keys_per_split
+    hi = tl.minimum(lo + keys_per_split, kv_len)
+    if lo >= hi:
+        # No o store: the merge reads no o of a split whose lse is -inf.
+        tl.store(part_lse_ptr + part, tl.full((BG,), float("-inf"), tl.float32), mask=g_ok)
+    else:
+        q = tl.load(q_ptr + b.to(tl.int64) * q_st + head[:, None] * q_sh + d[None, :],
+                    mask=g_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
+        acc = tl.zeros((BG, BD), dtype=tl.float32)
+        m_i = tl.full((BG,), float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros((BG,), dtype=tl.float32)
+        for j0 in range(lo, hi, BN):
+            j = j0 + tl.arange(0, BN)
+            j_ok = j < hi
+            page = tl.load(pt_ptr + b.to(tl.int64) * pt_s + j // PAGE, mask=j_ok, other=0)
+            kv_row = ((page.to(tl.int64) * PAGE + j % PAGE) * NKV + kvh) * D
+            kv_mask = j_ok[:, None] & d_ok[None, :]
+            k = tl.load(kc_ptr + kv_row[:, None] + d[None, :], mask=kv_mask, other=0.0)
+            v = tl.load(vc_ptr + kv_row[:, None] + d[None, :], mask=kv_mask, other=0.0)
+            scores = tl.dot(q, tl.trans(k.to(q.dtype))) * scale_log2
+            scores = tl.where(j_ok[None, :], scores, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(scores, axis=1))
+            p = tl.exp2(scores - m_new[:, None])
+            alpha = tl.exp2(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
+            m_i = m_new
+        # Every active split holds at least one key, so l_i > 0 on the real rows.
+        l_safe = tl.where(l_i > 0.0, l_i, 1.0)
+        lse = tl.where(l_i > 0.0, m_i + tl.log2(l_safe), float("-inf"))
+        o = acc / l_safe[:, None]
+        tl.store(part_o_ptr + part[:, None] * D + d[None, :], o,
+                 mask=g_ok[:, None] & d_ok[None, :])  # fmt: skip
+        tl.store(part_lse_ptr + part, lse, mask=g_ok)
 
 
 # Length arguments are not specialised: see common.NO_RECOMPILE.
 @triton.jit(do_not_specialize=["NSPLIT"])
-def _decode_merge_kernel(part_o_ptr, part_lse_ptr, out_ptr, D, NSPLIT,
-                         BS: tl.constexpr, BD: tl.constexpr):  # fmt: skip
+def _decode_merge_kernel(part_o_ptr, part_lse_ptr, out_ptr, gate_ptr, g_st, g_sh, NH, D, NSPLIT,
+                         HAS_GATE: tl.constexpr, BS: tl.constexpr, BD: tl.constexpr,
+                         CHUNK: tl.constexpr):  # fmt: skip
     bh = tl.program_id(0).to(tl.int64)  # b * NH + head
     s = tl.arange(0, BS)
     d = tl.arange(0, BD)
-    s_ok = s < NSPLIT
-    lse = tl.load(part_lse_ptr + bh * NSPLIT + s, mask=s_ok, other=float("-inf"))
-    weight = tl.exp2(lse - tl.max(lse, axis=0))
-    o = tl.load(part_o_ptr + (bh * NSPLIT + s)[:, None] * D + d[None, :],
-                mask=s_ok[:, None] & (d < D)[None, :], other=0.0)  # fmt: skip
-    o = tl.sum(o * weight[:, None], axis=0) / tl.sum(weight, axis=0)
-    tl.store(out_ptr + bh * D + d, o.to(out_ptr.dtype.element_ty), mask=d < D)
+    d_ok = d < D
+    lse = tl.load(part_lse_ptr + bh * NSPLIT + s, mask=s < NSPLIT, other=float("-inf"))
+    used = lse > float("-inf")  # inactive splits never stored o: their memory is garbage
+    m = tl.max(lse, axis=0)
+    den = tl.sum(tl.where(used, tl.exp2(lse - m), 0.0), axis=0)
+    n_used = tl.max(tl.where(used, s + 1, 0), axis=0)
+    # Partial outputs CHUNK splits at a time, only as far as the last active split: a whole
+    # [BS, BD] tile (BS up to 256) would not fit in registers.
+    acc = tl.zeros((BD,), dtype=tl.float32)
+    for c0 in range(0, n_used, CHUNK):
+        c = c0 + tl.arange(0, CHUNK)
+        lse_c = tl.load(part_lse_ptr + bh * NSPLIT + c, mask=c < NSPLIT, other=float("-inf"))
+        used_c = lse_c > float("-inf")
+        o_c = tl.load(part_o_ptr + (bh * NSPLIT + c)[:, None] * D + d[None, :],
+                      mask=used_c[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
+        acc += tl.sum(o_c * tl.where(used_c, tl.exp2(lse_c - m), 0.0)[:, None], axis=0)
+    o = acc / den
+    out = o.to(out_ptr.dtype.element_ty)
+    if HAS_GATE:
+        # The reference's rounding: o and sigmoid(gate) each in the activation dtype, their
+        # product rounded once.
+        act = out_ptr.dtype.element_ty
+        gate = tl.load(gate_ptr + (bh // NH) * g_st + (bh % NH) * g_sh + d, mask=d_ok, other=0.0)
+        sig = tl.sigmoid(gate.to(tl.float32)).to(act).to(tl.float32)
+        out = (out.to(tl.float32) * sig).to(act)
+    tl.store(out_ptr + bh * D + d, out, mask=d_ok)
 
 
 def num_splits(batch: int, num_kv_heads: int, max_keys: int) -> int:
-    """Enough splits to fill the GPU, none shorter than MIN_KEYS_PER_SPLIT keys."""
+    """The most splits a sequence may use: enough programs to fill the GPU, but no more than a
+    full page table could give MIN_KEYS_PER_SPLIT keys each (the kernel uses fewer for
+    shorter sequences)."""
     want = triton.cdiv(TARGET_PROGRAMS, max(batch * num_kv_heads, 1))
     return max(1, min(want, triton.cdiv(max_keys, MIN_KEYS_PER_SPLIT)))
 
@@ -97,31 +137,38 @@ def paged_decode(
     page_table: Tensor,
     prefix_lens: Tensor,
     scale: float,
+    gate: Tensor | None = None,
     splits: int | None = None,
     block_n: int | None = None,
+    min_keys: int | None = None,
 ) -> Tensor:
-    """``q`` ``[B, nh, hd]``: one new token per sequence at position ``prefix_lens[b]``.
-    ``splits`` and ``block_n`` override the shape-based choices (tests, tuning)."""
+    """``q`` ``[B, nh, hd]``: one new token per sequence at position ``prefix_lens[b]``;
+    ``gate`` ``[B, nh, hd]`` (unit stride on hd): the output is ``o * sigmoid(gate)``.
+    ``splits`` (the most splits per sequence), ``block_n`` and ``min_keys`` (keys per split
+    at least) override the shape-based choices (tests, tuning)."""
     batch, nh, hd = q.shape
     _, page_size, nkv, _ = k_cache.shape
     group = nh // nkv
     max_keys = page_table.shape[1] * page_size
     nsplit = splits or num_splits(batch, nkv, max_keys)
     bn = block_n or (64 if hd <= 128 else 32)
-    keys_per_split = triton.cdiv(triton.cdiv(max_keys, nsplit), bn) * bn
     part_o = torch.empty((batch, nh, nsplit, hd), dtype=torch.float32, device=q.device)
     part_lse = torch.empty((batch, nh, nsplit), dtype=torch.float32, device=q.device)
     out = torch.empty((batch, nh, hd), dtype=q.dtype, device=q.device)
     if batch == 0:
         return out
+    if gate is not None and (gate.shape != q.shape or gate.stride(-1) != 1):
+        raise ValueError(f"gate {tuple(gate.shape)} needs q's shape and a unit stride on hd")
     bd = next_pow2(hd, 16)
     _decode_split_kernel[(batch, nkv, nsplit)](
         q, q.stride(0), q.stride(1), k_cache, v_cache, page_table, page_table.stride(0),
-        prefix_lens, part_o, part_lse, nh, nkv, group, hd, page_size, keys_per_split, nsplit,
-        scale * 1.4426950408889634,
+        prefix_lens, part_o, part_lse, nh, nkv, group, hd, page_size, nsplit,
+        min_keys or MIN_KEYS_PER_SPLIT, scale * 1.4426950408889634,
         BG=next_pow2(group, 16), BN=bn, BD=bd, num_warps=4,
     )  # fmt: skip
+    g = q if gate is None else gate  # a dummy (not out: the interpreter copies args back)
     _decode_merge_kernel[(batch * nh,)](
-        part_o, part_lse, out, hd, nsplit, BS=next_pow2(nsplit), BD=bd, num_warps=4
-    )
+        part_o, part_lse, out, g, g.stride(0), g.stride(1), nh, hd, nsplit,
+        HAS_GATE=gate is not None, BS=next_pow2(nsplit), BD=bd, CHUNK=16, num_warps=4,
+    )  # fmt: skip
     return out

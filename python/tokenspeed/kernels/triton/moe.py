@@ -45,36 +45,40 @@ PREFILL_CONFIG = {"block_m": 128, "up_bn": 128, "up_bk": 64, "up_warps": 8, "up_
 
 @triton.jit
 def _route_kernel(logits_ptr, l_st, w_ptr, ids_ptr, E, TOP_K: tl.constexpr,
-                  SLOTS: tl.constexpr, RENORM: tl.constexpr, BLOCK_E: tl.constexpr):  # fmt: skip
+                  SLOTS: tl.constexpr, RENORM: tl.constexpr, BLOCK_E: tl.constexpr,
+                  BLOCK_K: tl.constexpr):  # fmt: skip
     """Softmax over ``E`` logits in fp32, then top-k by repeated arg-max (lowest index wins a
     tie), then optional renormalisation of the chosen probabilities. ``SLOTS == TOP_K + 1``:
     logit ``E`` is the shared expert's gate; slot ``TOP_K`` gets expert ``E``, weight
-    ``sigmoid(logit)``."""
+    ``sigmoid(logit)``. One pass: the choices gather in a ``BLOCK_K`` vector, stored once.
+    Each arg-max is a single max reduction over ``(probability bits << 32) | (BLOCK_E - 1 - e)``:
+    probabilities are >= 0, so their fp32 bits order like the values, and on equal bits the
+    larger low word is the lower index."""
     r = tl.program_id(0).to(tl.int64)
     e = tl.arange(0, BLOCK_E)
     valid = e < E
     x = tl.load(logits_ptr + r * l_st + e, mask=valid, other=float("-inf")).to(tl.float32)
     p = tl.exp(x - tl.max(x, axis=0))
-    p = tl.where(valid, p / tl.sum(p, axis=0), -1.0)
-    total = 0.0
-    remaining = p
-    for _ in tl.static_range(TOP_K):  # pass 1: the sum of the chosen probabilities
-        best = tl.max(remaining, axis=0)
-        idx = tl.min(tl.where(remaining == best, e, BLOCK_E), axis=0)
-        total += best
-        remaining = tl.where(e == idx, -1.0, remaining)
-    scale = 1.0 / total if RENORM else 1.0
-    remaining = p
-    for j in tl.static_range(TOP_K):  # pass 2: the same choices, written out in order
-        best = tl.max(remaining, axis=0)
-        idx = tl.min(tl.where(remaining == best, e, BLOCK_E), axis=0)
-        tl.store(w_ptr + r * SLOTS + j, (best * scale).to(w_ptr.dtype.element_ty))
-        tl.store(ids_ptr + r * SLOTS + j, idx.to(tl.int64))
-        remaining = tl.where(e == idx, -1.0, remaining)
+    p = p / tl.sum(p, axis=0)
+    bits = p.to(tl.int32, bitcast=True).to(tl.int64)
+    key = tl.where(valid, (bits << 32) | (BLOCK_E - 1 - e).to(tl.int64), -1)
+    k = tl.arange(0, BLOCK_K)
+    chosen = tl.zeros((BLOCK_K,), dtype=tl.int64)
+    for j in tl.static_range(TOP_K):
+        best = tl.max(key, axis=0)
+        chosen = tl.where(k == j, best, chosen)
+        key = tl.where(key == best, -1, key)  # keys are unique (index in the low word)
+    ids = BLOCK_E - 1 - (chosen & 0xFFFFFFFF)
+    w = (chosen >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+    w = tl.where(k < TOP_K, w, 0.0)
+    if RENORM:
+        w = w / tl.sum(w, axis=0)
     if SLOTS > TOP_K:
         gate = tl.sigmoid(tl.load(logits_ptr + r * l_st + E).to(tl.float32))
-        tl.store(w_ptr + r * SLOTS + TOP_K, gate.to(w_ptr.dtype.element_ty))
-        tl.store(ids_ptr + r * SLOTS + TOP_K, r * 0 + E)  # int64 whatever E's arg type
+        w = tl.where(k == TOP_K, gate, w)
+        ids = tl.where(k == TOP_K, E, ids)
+    tl.store(w_ptr + r * SLOTS + k, w.to(w_ptr.dtype.element_ty), mask=k < SLOTS)
+    tl.store(ids_ptr + r * SLOTS + k, ids.to(tl.int64), mask=k < SLOTS)
 
 
 def _route(
@@ -91,7 +95,8 @@ def _route(
     if n:
         _route_kernel[(n,)](
             logits, logits.stride(0), weights, ids, num_experts, TOP_K=top_k, SLOTS=slots,
-            RENORM=renormalize, BLOCK_E=next_pow2(num_experts), num_warps=4,
+            RENORM=renormalize, BLOCK_E=next_pow2(num_experts), BLOCK_K=next_pow2(slots),
+            num_warps=1,  # the reductions stay inside one warp (shuffles, no barriers)
         )  # fmt: skip
     return weights, ids
 
