@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import kernels_gemv  # benches/: the decode GEMV section
 import tokenspeed.kernels.triton as tk
 import torch
 from tokenspeed.kernels import reference as ref
@@ -620,7 +621,8 @@ def main() -> None:
                 "gdn_chunked": bench_gdn_chunked, "attention": bench_attention, "moe": bench_moe,
                 "moe_prefill": bench_moe_prefill, "attention_input": bench_attention_input,
                 "sweep_moe_decode": sweep_moe_decode, "sweep_moe_prefill": sweep_moe_prefill,
-                "profile_gdn": profile_gdn}  # fmt: skip
+                "profile_gdn": profile_gdn,
+                "gemv": lambda: kernels_gemv.bench_gemv(row, graph_ms)}  # fmt: skip
     for name, fn in sections.items():
         if (args.only and name not in args.only) or (not args.only and name in OPT_IN):
             continue
@@ -652,7 +654,8 @@ def main() -> None:
 
 
 BOUNDS: dict = {}
-OPT_IN = ("sweep_moe_decode", "sweep_moe_prefill", "profile_gdn")  # only when named in --only
+# Only when named in --only:
+OPT_IN = ("sweep_moe_decode", "sweep_moe_prefill", "profile_gdn", "gemv")
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ RUNS = {
         "test_kernels_triton_cases.py",
         "test_kernels_triton_moe_rope_cases.py",
         "test_kernels_triton_moe_decode_cases.py",
+        "test_kernels_triton_gemv_cases.py",
     ],
     # A model forward per request shape: slow under the interpreter, so a process of its own.
     "recompile": ["test_kernels_triton_recompile_cases.py"],

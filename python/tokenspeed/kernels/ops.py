@@ -28,6 +28,9 @@ OP_NAMES = (
     "moe_route_shared",
     "moe_experts",
     "add_gated_shared_expert",
+    "norm_linear",
+    "gated_norm_linear",
+    "linear_small",
 )
 for _name in OP_NAMES:
     register(REFERENCE, _name, getattr(reference, _name))
@@ -183,3 +186,25 @@ def moe_experts(
 
 def add_gated_shared_expert(routed: Tensor, shared: Tensor, gate_logit: Tensor) -> Tensor:
     return lookup("add_gated_shared_expert")(routed, shared, gate_logit)
+
+
+def norm_linear(
+    x: Tensor,
+    residual: Tensor | None,
+    norm_weight: Tensor,
+    eps: float,
+    weight: Tensor,
+    return_h: bool,
+    site: str = "",
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    return lookup("norm_linear")(x, residual, norm_weight, eps, weight, return_h, site)
+
+
+def gated_norm_linear(
+    o: Tensor, gate: Tensor, norm_weight: Tensor, eps: float, weight: Tensor, site: str = ""
+) -> Tensor:
+    return lookup("gated_norm_linear")(o, gate, norm_weight, eps, weight, site)
+
+
+def linear_small(x: Tensor, weight: Tensor, site: str = "") -> Tensor:
+    return lookup("linear_small")(x, weight, site)

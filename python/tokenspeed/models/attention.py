@@ -3,7 +3,6 @@ partial NeoX RoPE, paged causal GQA attention, sigmoid output gate."""
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from tokenspeed.config import ModelConfig
@@ -29,14 +28,15 @@ class GatedAttention:
         self.q_norm = params.take(p + "q_norm.weight")
         self.k_norm = params.take(p + "k_norm.weight")
 
-    def forward(self, x: Tensor, ctx: StepContext) -> Tensor:
-        tokens = x.shape[0]
+    def forward(self, qkv: Tensor, ctx: StepContext) -> Tensor:
+        """``qkv``: the output of ``qkv_proj`` (the layer projects it, fused with its norm)."""
+        tokens = qkv.shape[0]
         nh, nkv, hd = self.num_heads, self.num_kv_heads, self.head_dim
         k_cache = ctx.kv_cache.k[self.cache_index]
         v_cache = ctx.kv_cache.v[self.cache_index]
         # q/k norm + partial RoPE + gate split + K/V cache write, one op (fused on Triton).
         q, gate = ops.qk_norm_rope_kv_write(
-            F.linear(x, self.qkv_proj), self.q_norm, self.k_norm, self.eps,
+            qkv, self.q_norm, self.k_norm, self.eps,
             ctx.batch.positions, ctx.inv_freq, nh, nkv, hd, k_cache, v_cache, ctx.kv_indices,
         )  # fmt: skip
         b = ctx.batch
@@ -44,4 +44,4 @@ class GatedAttention:
         o = ops.paged_attention(
             q, k_cache, v_cache, b.page_table, b.cu_seqlens, b.prefix_lens, self.scale, gate
         ).reshape(tokens, nh * hd)
-        return F.linear(o, self.o_proj)
+        return ops.linear_small(o, self.o_proj, "o_proj")

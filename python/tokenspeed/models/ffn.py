@@ -50,8 +50,9 @@ class SparseMoE:
             self.experts_down = params.take(p + "experts.down_proj")
             self.shared_expert = DenseMLP(params, p + "shared_expert.")
 
-    def forward(self, x: Tensor) -> Tensor:
-        logits = F.linear(x, self.router)  # [N, E + 1]: routed experts, then the shared gate
+    def forward(self, x: Tensor, logits: Tensor) -> Tensor:
+        """``x``: the normed input, ``logits = x @ router^T`` (``[N, E + 1]``: routed experts,
+        then the shared gate), computed by the layer fused with the norm."""
         if self.shared_expert is None:
             weights, ids = ops.moe_route_shared(logits, self.top_k, self.renormalize)
             return ops.moe_experts(x, self.experts_gate_up, self.experts_down, weights, ids)

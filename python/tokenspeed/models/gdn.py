@@ -3,7 +3,6 @@ gated delta rule on fp32 state slots, gated RMSNorm, out_proj."""
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from tokenspeed.config import ModelConfig
@@ -33,11 +32,12 @@ class GatedDeltaNet:
         self.norm = params.take(p + "norm.weight")
         self.out_proj = params.take(p + "out_proj.weight")
 
-    def forward(self, x: Tensor, ctx: StepContext) -> Tensor:
-        tokens = x.shape[0]
+    def forward(self, proj: Tensor, ctx: StepContext) -> Tensor:
+        """``proj``: the output of ``in_proj`` (the layer projects it, fused with its norm)."""
+        tokens = proj.shape[0]
         hk, hv, dk, dv = self.num_k_heads, self.num_v_heads, self.head_k_dim, self.head_v_dim
         conv_dim = 2 * self.key_dim + self.value_dim
-        mixed, z, b, a = F.linear(x, self.in_proj).split([conv_dim, self.value_dim, hv, hv], -1)
+        mixed, z, b, a = proj.split([conv_dim, self.value_dim, hv, hv], -1)
         batch = ctx.batch
         conv_state = ctx.state_cache.conv[self.cache_index]
         ssm_state = ctx.state_cache.ssm[self.cache_index]
@@ -60,5 +60,6 @@ class GatedDeltaNet:
             o = ops.gdn_chunked(
                 *gdn_args, batch.cu_seqlens, batch.slot_ids, batch.has_initial_state, *ckpt
             )
-        o = ops.gated_rms_norm(o, z.view(tokens, hv, dv), self.norm, self.eps)
-        return F.linear(o.reshape(tokens, hv * dv), self.out_proj)
+        # The gated norm runs as out_proj's prologue at decode (one launch, see ops).
+        z = z.view(tokens, hv, dv)
+        return ops.gated_norm_linear(o, z, self.norm, self.eps, self.out_proj, "out_proj")

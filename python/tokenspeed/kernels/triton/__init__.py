@@ -16,6 +16,7 @@ from tokenspeed.kernels.triton import (
     conv,
     gdn_chunked,
     gdn_recurrent,
+    gemv,
     moe,
     norm,
     rope,
@@ -41,6 +42,9 @@ IMPLEMENTED = {
     "apply_rope": rope.apply_rope,
     "qk_norm_rope_kv_write": rope.qk_norm_rope_kv_write,
     "silu_and_mul": activation.silu_and_mul,
+    "norm_linear": gemv.norm_linear,
+    "gated_norm_linear": gemv.gated_norm_linear,
+    "linear_small": gemv.linear_small,
 }
 for _name, _fn in IMPLEMENTED.items():
     register(BACKEND, _name, _fn)
