@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from tokenspeed.kernels.triton.common import next_pow2
+from tokenspeed.kernels.triton.common import next_pow2, pdl_launch, pdl_supported
 
 TARGET_PROGRAMS = 264  # ~2 waves over an H100's / H200's 132 SMs
 # Shortest split: below this a program's fixed cost (q load, partial store, merge read)
@@ -34,8 +34,11 @@ MIN_KEYS_PER_SPLIT = 64
 def _decode_split_kernel(
     q_ptr, q_st, q_sh, kc_ptr, vc_ptr, pt_ptr, pt_s, prefix_ptr, part_o_ptr, part_lse_ptr,
     NH, NKV, G, D, PAGE, NSPLIT, MIN_KEYS, scale_log2,
-    BG: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
+    BG: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, GDC: tl.constexpr = False,
 ):  # fmt: skip
+    if GDC:  # PDL: nothing here is stable data, so wait first (common.PDL)
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     b = tl.program_id(0)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
@@ -90,7 +93,10 @@ def _decode_split_kernel(
 @triton.jit(do_not_specialize=["NSPLIT"])
 def _decode_merge_kernel(part_o_ptr, part_lse_ptr, out_ptr, gate_ptr, g_st, g_sh, NH, D, NSPLIT,
                          HAS_GATE: tl.constexpr, BS: tl.constexpr, BD: tl.constexpr,
-                         CHUNK: tl.constexpr):  # fmt: skip
+                         CHUNK: tl.constexpr, GDC: tl.constexpr = False):  # fmt: skip
+    if GDC:  # PDL: nothing here is stable data, so wait first (common.PDL)
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     bh = tl.program_id(0).to(tl.int64)  # b * NH + head
     s = tl.arange(0, BS)
     d = tl.arange(0, BD)
@@ -160,15 +166,17 @@ def paged_decode(
     if gate is not None and (gate.shape != q.shape or gate.stride(-1) != 1):
         raise ValueError(f"gate {tuple(gate.shape)} needs q's shape and a unit stride on hd")
     bd = next_pow2(hd, 16)
+    gdc = pdl_supported(q)
     _decode_split_kernel[(batch, nkv, nsplit)](
         q, q.stride(0), q.stride(1), k_cache, v_cache, page_table, page_table.stride(0),
         prefix_lens, part_o, part_lse, nh, nkv, group, hd, page_size, nsplit,
         min_keys or MIN_KEYS_PER_SPLIT, scale * 1.4426950408889634,
-        BG=next_pow2(group, 16), BN=bn, BD=bd, num_warps=4,
+        BG=next_pow2(group, 16), BN=bn, BD=bd, GDC=gdc, num_warps=4, **pdl_launch(gdc),
     )  # fmt: skip
     g = q if gate is None else gate  # a dummy (not out: the interpreter copies args back)
     _decode_merge_kernel[(batch * nh,)](
         part_o, part_lse, out, g, g.stride(0), g.stride(1), nh, hd, nsplit,
-        HAS_GATE=gate is not None, BS=next_pow2(nsplit), BD=bd, CHUNK=16, num_warps=4,
+        HAS_GATE=gate is not None, BS=next_pow2(nsplit), BD=bd, CHUNK=16, GDC=gdc,
+        num_warps=4, **pdl_launch(gdc),
     )  # fmt: skip
     return out

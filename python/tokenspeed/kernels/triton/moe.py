@@ -18,8 +18,18 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from tokenspeed.kernels.triton.common import INTERPRETED, check_device, next_pow2
-from tokenspeed.kernels.triton.moe_gemv import down_gemv_sum_kernel, up_gemv_kernel
+from tokenspeed.kernels.triton.common import (
+    INTERPRETED,
+    check_device,
+    next_pow2,
+    pdl_launch,
+    pdl_supported,
+)
+from tokenspeed.kernels.triton.moe_gemv import (
+    down_gemv_sum_kernel,
+    down_gemv_tiles_kernel,
+    up_gemv_kernel,
+)
 from tokenspeed.kernels.triton.moe_layout import sorted_layout
 from tokenspeed.kernels.triton.moe_sorted import (
     down_sorted_kernel,
@@ -31,10 +41,14 @@ from tokenspeed.kernels.triton.moe_sorted import (
 # H100 GEMV still won at 32 tokens of 35B-A3B (2261 vs 1339 GB/s, benches/results).
 DECODE_MAX_TOKENS = 32
 # Launch shapes; benches/kernels.py reports the achieved bandwidth / throughput with them.
-# Decode: best of the H100 sweep at batch 1 (benches/results/kernels-2026-11-22-moe-decode-sweep.md):
-# 4-row tiles give ~1000 programs per launch, enough loads in flight on every SM.
-DECODE_CONFIG = {"up_bn": 4, "up_bk": 1024, "up_warps": 4,
-                 "down_bn": 4, "down_bk": 512, "down_warps": 4}  # fmt: skip
+# "down": "loop" walks the slots one by one (`down_gemv_sum_kernel`), "tiles" loads every
+# slot's weights first (`down_gemv_tiles_kernel`); "pdl": programmatic dependent launch of the
+# down kernel after the up kernel (Hopper or newer, not in the interpreter). Decode: best of the
+# H200 sweep at batch 1 (benches/results/kernels-2026-12-02-sweep_moe_decode-moe-h200.md):
+# 25.7 us with 4-row "loop" tiles, 19.8 us with "tiles", 18.8 us with "tiles" + PDL (70.7% of
+# HBM); batch 8 89.6%, batch 32 73.9%.
+DECODE_CONFIG = {"up_bn": 2, "up_bk": 1024, "up_warps": 4,
+                 "down_bn": 4, "down_bk": 512, "down_warps": 4, "down": "tiles", "pdl": True}  # fmt: skip
 # Prefill: an expert's last rows get a ``tail_m``-row block when they fit one (0: off), which
 # halves the padding rows of random routing (moe_layout.sorted_layout), in the same launches:
 # 8k tokens on the H100 1.226 ms with, 1.335 ms without (kernels-2026-11-22-moe-prefill-tails.md).
@@ -46,7 +60,7 @@ PREFILL_CONFIG = {"block_m": 128, "up_bn": 128, "up_bk": 64, "up_warps": 8, "up_
 @triton.jit
 def _route_kernel(logits_ptr, l_st, w_ptr, ids_ptr, E, TOP_K: tl.constexpr,
                   SLOTS: tl.constexpr, RENORM: tl.constexpr, BLOCK_E: tl.constexpr,
-                  BLOCK_K: tl.constexpr):  # fmt: skip
+                  BLOCK_K: tl.constexpr, GDC: tl.constexpr = False):  # fmt: skip
     """Softmax over ``E`` logits in fp32, then top-k by repeated arg-max (lowest index wins a
     tie), then optional renormalisation of the chosen probabilities. ``SLOTS == TOP_K + 1``:
     logit ``E`` is the shared expert's gate; slot ``TOP_K`` gets expert ``E``, weight
@@ -54,6 +68,9 @@ def _route_kernel(logits_ptr, l_st, w_ptr, ids_ptr, E, TOP_K: tl.constexpr,
     Each arg-max is a single max reduction over ``(probability bits << 32) | (BLOCK_E - 1 - e)``:
     probabilities are >= 0, so their fp32 bits order like the values, and on equal bits the
     larger low word is the lower index."""
+    if GDC:  # PDL: nothing here is stable data, so wait first (common.PDL)
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     r = tl.program_id(0).to(tl.int64)
     e = tl.arange(0, BLOCK_E)
     valid = e < E
@@ -93,10 +110,12 @@ def _route(
     weights = torch.empty((n, slots), dtype=logits.dtype, device=logits.device)
     ids = torch.empty((n, slots), dtype=torch.int64, device=logits.device)
     if n:
+        gdc = pdl_supported(logits)
         _route_kernel[(n,)](
             logits, logits.stride(0), weights, ids, num_experts, TOP_K=top_k, SLOTS=slots,
-            RENORM=renormalize, BLOCK_E=next_pow2(num_experts), BLOCK_K=next_pow2(slots),
+            RENORM=renormalize, BLOCK_E=next_pow2(num_experts), BLOCK_K=next_pow2(slots), GDC=gdc,
             num_warps=1,  # the reductions stay inside one warp (shuffles, no barriers)
+            **pdl_launch(gdc),
         )  # fmt: skip
     return weights, ids
 
@@ -139,19 +158,31 @@ def moe_experts(
 def _experts_gemv(x: Tensor, w_gate_up: Tensor, w_down: Tensor, rw: Tensor, ids: Tensor) -> Tensor:
     tokens, hidden = x.shape
     pairs, im = ids.numel(), w_down.shape[2]
+    top_k = ids.shape[1]
     act = torch.empty((pairs, im), dtype=x.dtype, device=x.device)
     c = DECODE_CONFIG
+    tiles = c["down"] == "tiles"
+    pdl = bool(c["pdl"]) and tiles and pdl_supported(x)
     bn, bk = c["up_bn"], min(c["up_bk"], next_pow2(hidden, 16))
     even = hidden % bk == 0 and im % bn == 0
     up_gemv_kernel[(pairs, triton.cdiv(im, bn))](
-        x, x.stride(0), w_gate_up, ids, act, hidden, im, TOP_K=ids.shape[1], BN=bn, BK=bk,
-        EVEN=even, num_warps=c["up_warps"],
+        x, x.stride(0), w_gate_up, ids, act, hidden, im, TOP_K=top_k, BN=bn, BK=bk,
+        EVEN=even, GDC=pdl, num_warps=c["up_warps"], **pdl_launch(pdl),
     )  # fmt: skip
     out = torch.empty_like(x)
-    bn, bk = c["down_bn"], min(c["down_bk"], next_pow2(im, 16))
+    bn = c["down_bn"]
+    if tiles:
+        ka = 1 << (top_k.bit_length() - 1)  # the largest power of two <= top_k
+        kb = next_pow2(top_k - ka) if top_k > ka else 0
+        down_gemv_tiles_kernel[(tokens, triton.cdiv(hidden, bn))](
+            act, w_down, ids, rw, out, hidden, im, TOP_K=top_k, KA=ka, KB=kb, BN=bn,
+            BK=next_pow2(im, 16), GDC=pdl, num_warps=c["down_warps"], **pdl_launch(pdl),
+        )  # fmt: skip
+        return out
+    bk = min(c["down_bk"], next_pow2(im, 16))
     even = im % bk == 0 and hidden % bn == 0
     down_gemv_sum_kernel[(tokens, triton.cdiv(hidden, bn))](
-        act, w_down, ids, rw, out, hidden, im, TOP_K=ids.shape[1], BN=bn, BK=bk, EVEN=even,
+        act, w_down, ids, rw, out, hidden, im, TOP_K=top_k, BN=bn, BK=bk, EVEN=even,
         num_warps=c["down_warps"],
     )  # fmt: skip
     return out

@@ -17,15 +17,18 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from tokenspeed.kernels.triton.common import check_device, next_pow2
+from tokenspeed.kernels.triton.common import check_device, next_pow2, pdl_launch, pdl_supported
 
 
 @triton.jit
 def _norm_rope_kernel(
     x_ptr, x_st, x_sh, w_ptr, pos_ptr, inv_freq_ptr, out_ptr, o_st, o_sh, rows_ptr, D, eps,
     NORM: tl.constexpr, ROPE: tl.constexpr, INDEXED: tl.constexpr, HALF: tl.constexpr,
-    BD: tl.constexpr, BH: tl.constexpr,
+    BD: tl.constexpr, BH: tl.constexpr, GDC: tl.constexpr = False,
 ):  # fmt: skip
+    if GDC:  # PDL: nothing here is stable data, so wait first (common.PDL)
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     t = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     act = x_ptr.dtype.element_ty
@@ -83,12 +86,14 @@ def _rows(
         raise ValueError(f"rotary dim {2 * half} exceeds head_dim {dim}")
     if tokens == 0 or heads == 0:
         return
+    gdc = pdl_supported(x)
     _norm_rope_kernel[(tokens, heads)](
         x, x.stride(0), x.stride(1), weight if weight is not None else x, positions,
         inv_freq if inv_freq is not None else x, out, o_st, o_sh,
         rows if rows is not None else positions, dim, eps,
         NORM=weight is not None, ROPE=inv_freq is not None, INDEXED=rows is not None,
-        HALF=half, BD=next_pow2(dim), BH=next_pow2(half), num_warps=1 if dim <= 256 else 4,
+        HALF=half, BD=next_pow2(dim), BH=next_pow2(half), GDC=gdc,
+        num_warps=1 if dim <= 256 else 4, **pdl_launch(gdc),
     )  # fmt: skip
 
 
