@@ -138,15 +138,17 @@ def test_conv1d_decode(tk, dtype: torch.dtype) -> None:
 
 
 # ---- GDN -------------------------------------------------------------------------------------
-def gdn_inputs(total: int, seed: int, dtype: torch.dtype = torch.float32) -> dict:
+def gdn_inputs(
+    total: int, seed: int, dtype: torch.dtype = torch.float32, dk: int = DK, dv: int = DV
+) -> dict:
     """q/k/v/a/b as strided views of one packed projection, like the model produces them."""
     g = gen(seed)
-    packed = torch.randn(total, 2 * HK * DK + HV * DV + 2 * HV, generator=g).to(dtype)
-    q, k, v, a, b = packed.split([HK * DK, HK * DK, HV * DV, HV, HV], dim=-1)
+    packed = torch.randn(total, 2 * HK * dk + HV * dv + 2 * HV, generator=g).to(dtype)
+    q, k, v, a, b = packed.split([HK * dk, HK * dk, HV * dv, HV, HV], dim=-1)
     return {
-        "q": q.view(total, HK, DK),
-        "k": k.view(total, HK, DK),
-        "v": v.view(total, HV, DV),
+        "q": q.view(total, HK, dk),
+        "k": k.view(total, HK, dk),
+        "v": v.view(total, HV, dv),
         "a": a,
         "b": b,
         "A_log": torch.empty(HV).uniform_(0.02, 1.0, generator=g).log(),
@@ -171,11 +173,16 @@ def test_gdn_recurrent_in_place_with_checkpoints(tk) -> None:
     close(got_state, state, torch.float32)
 
 
-def test_gdn_chunked_varlen_with_states_and_checkpoints(tk) -> None:
+# split64 (the state as two 64-row halves) at dk = 128.
+@pytest.mark.parametrize(("impl", "dk", "dv"), [("tile", DK, DV), ("split64", 128, DV)])
+def test_gdn_chunked_varlen_with_states_and_checkpoints(
+    tk, monkeypatch: pytest.MonkeyPatch, impl: str, dk: int, dv: int
+) -> None:
+    monkeypatch.setitem(tk.gdn_chunked.CONFIG, "state_impl", impl)
     # 70 crosses a chunk; 130 = 2 full chunks + 2 and checkpoints at its end; 33 cuts a chunk.
     lens = [70, 1, 0, 130, 5]
-    inputs = gdn_inputs(sum(lens), seed=8)
-    state = torch.randn(9, HV, DK, DV, generator=gen(9)) * 0.3
+    inputs = gdn_inputs(sum(lens), seed=8, dk=dk, dv=dv)
+    state = torch.randn(9, HV, dk, dv, generator=gen(9)) * 0.3
     state[[2, 5]] = float("nan")  # slots without initial state must not be read
     cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
     args = (

@@ -8,7 +8,8 @@ flash-linear-attention uses (written anew here):
    `gdn_chunked_wy.wu_kernel`, same grid: ``W = T diag(β)(K ⊙ e^γ)`` and ``U = T diag(β) V``.
 2. `gdn_chunked_state.state_kernel`, parallel over (sequence, value head, value block),
    sequential over chunks: per-chunk entry states ``h_c`` and ``Vn = U - W h_c``; reads the
-   initial state from the slot, writes the final (and checkpoint) state, fp32.
+   initial state from the slot, writes the final (and checkpoint) state, fp32. CONFIG
+   state_impl "split64" takes `gdn_chunked_state64.state64_kernel` (fla's layout) instead.
 3. `gdn_chunked_state.output_kernel`, parallel over (chunk, value head, value block):
    ``O = (Q h_c) ⊙ e^γ + (Q Kᵀ ⊙ Γ) Vn``.
 
@@ -32,12 +33,16 @@ from tokenspeed.kernels.host import host_list
 from tokenspeed.kernels.triton.common import INTERPRETED, align4, check_device, next_pow2
 from tokenspeed.kernels.triton.gdn_chunked_solve import solve_kernel
 from tokenspeed.kernels.triton.gdn_chunked_state import output_kernel, state_kernel
+from tokenspeed.kernels.triton.gdn_chunked_state64 import state64_kernel
 from tokenspeed.kernels.triton.gdn_chunked_wy import wu_kernel
 
 CHUNK = 64
 # Launch settings (benches/kernels.py sweeps them).
 CONFIG = {
     "bf16_dots": True,  # bf16 activations: bf16 dot operands (False: fp32 operands, TF32 dots)
+    # State pass: "tile" (gdn_chunked_state, one [dk, BV] tile) or "split64"
+    # (gdn_chunked_state64, 64-row halves, fla's layout; dk <= 128, else "tile").
+    "state_impl": "tile",
     "state_bv": 32,
     "state_warps": 4,
     "state_stages": 2,
@@ -154,13 +159,22 @@ def gdn_chunked(
             num_warps=c["wu_warps"],
         )  # fmt: skip
     bv = min(c["state_bv"], bvf)
-    state_kernel[(num_seqs, hv, triton.cdiv(dv, bv))](
-        kn, w, u, v_new, h, gamma, starts_t, lengths_t,
-        first_t, count_t, ckpt_t, state, slot_ids, has_initial_state, ck_slots_t,
-        hv, hk, hv // hk, dk, dv,
-        BC=CHUNK, BK=bk, BV=bv, DT=dt, PREC=prec, KT=c["state_kt"],
-        num_warps=c["state_warps"], num_stages=c["state_stages"],
-    )  # fmt: skip
+    tables = (starts_t, lengths_t, first_t, count_t, ckpt_t, state, slot_ids, has_initial_state,
+              ck_slots_t)  # fmt: skip
+    grid = (num_seqs, hv, triton.cdiv(dv, bv))
+    launch = {"num_warps": c["state_warps"], "num_stages": c["state_stages"]}
+    if c["state_impl"] == "split64" and dk <= 2 * CHUNK:
+        state64_kernel[grid](
+            kn, w, u, v_new, h, gamma, *tables, hv, hk, hv // hk, dk, dv,
+            BC=CHUNK, BV=bv, DT=dt, PREC=prec, HALF2=dk > CHUNK, **launch,
+        )  # fmt: skip
+    elif c["state_impl"] in ("tile", "split64"):
+        state_kernel[grid](
+            kn, w, u, v_new, h, gamma, *tables, hv, hk, hv // hk, dk, dv,
+            BC=CHUNK, BK=bk, BV=bv, DT=dt, PREC=prec, KT=c["state_kt"], **launch,
+        )  # fmt: skip
+    else:
+        raise ValueError(f"unknown state_impl {c['state_impl']!r}")
     if starts:
         bo = min(c["out_bv"], bvf)
         output_kernel[(len(starts), hv, triton.cdiv(dv, bo))](

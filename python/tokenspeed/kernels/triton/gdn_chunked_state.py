@@ -83,7 +83,7 @@ def state_kernel(
 @triton.jit
 def output_kernel(
     qn_ptr, kn_ptr, vn_ptr, h_ptr, gamma_ptr, chunk_start_ptr, chunk_len_ptr, out_ptr,
-    HV, HK, R, DK, DV,
+    HV, HK, R, DK: tl.constexpr, DV: tl.constexpr,  # constexpr: the dk/dv masks fold away
     BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     c = tl.program_id(0).to(tl.int64)
