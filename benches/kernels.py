@@ -160,12 +160,15 @@ def bench_gdn_decode() -> None:
 
 
 GDN_SWEEP = {  # coordinate descent at 8k tokens over the launch settings of gdn_chunked
+    "state_impl": ("tile", "split64"),
     "state_bv": (32, 64),
-    "state_warps": (4, 8),
-    "state_stages": (1, 2, 3),
+    "state_warps": (2, 4),
+    "state_stages": (2, 3),  # not 1: an illegal memory access there once poisoned a run
+    "solve_warps": (2, 4),
+    "solve_merge64": (False, True),
+    "wu_warps": (4, 8),
     "out_bv": (64, 128),
     "out_warps": (4, 8),
-    "wy_warps": (4, 8),
 }  # fp32-operand (TF32) dots are timed beside the best
 
 
@@ -421,8 +424,8 @@ GRAPH_CALLS = 32  # calls per CUDA graph, each on other experts (L2 holds none o
 
 # Decode launch shapes tried per kernel (coordinate descent: up first, then down).
 MOE_DECODE_SWEEP = {
-    "up": [(bn, bk, w) for bn in (4, 8, 16, 32) for bk in (256, 512, 1024) for w in (4, 8)],
-    "down": [(bn, bk, w) for bn in (4, 8, 16, 32) for bk in (128, 256, 512) for w in (2, 4, 8)],
+    "up": [(bn, bk, w) for bn in (2, 4, 8, 16) for bk in (512, 1024) for w in (4, 8)],
+    "down": [(bn, bk, w) for bn in (4, 8, 16) for bk in (256, 512) for w in (4, 8)],
 }
 # Prefill: (tail_m,) of the experts' tail blocks (0: none), then
 # (block_m, up_bn, up_bk, up_warps, up_stages), then (down_bn, down_bk, warps, stages); the env
@@ -533,6 +536,19 @@ def sweep_moe_decode() -> None:
             if t < best_t:
                 best, best_t = (bn, bk, warps), t
         dec.update(dict(zip((f"{part}_bn", f"{part}_bk", f"{part}_warps"), best, strict=True)))
+    best_t = graph_ms(calls)
+    best = {k: dec[k] for k in ("down", "pdl", "down_bn", "down_warps")}
+    for bn, warps, pdl in itertools.product((2, 4, 8), (4, 8), (False, True)):
+        dec.update(down="tiles", pdl=pdl, down_bn=bn, down_warps=warps)
+        try:
+            t = graph_ms(calls)
+        except Exception as e:
+            print(f"decode tiles {bn, warps, pdl} failed: {e!r}"[:300])
+            continue
+        row("moe_decode_sweep", "B=1", "down-tiles", t, nbytes, config=[bn, warps, pdl])
+        if t < best_t:
+            best, best_t = {"down": "tiles", "pdl": pdl, "down_bn": bn, "down_warps": warps}, t
+    dec.update(best)
     print(json.dumps({"moe_decode_best": dec}), flush=True)
     for tokens in (8, 32):
         calls8, nbytes8 = moe_decode_calls(tokens, w_gate_up, w_down)

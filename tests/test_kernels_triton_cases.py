@@ -389,10 +389,12 @@ def test_tiny_model_triton_path_matches_reference_path(tk, tmp_path, name: str) 
     )
     page = 16
     # (seq, tokens, prefix) per step: chunked prefill, then a packed prefill+decode, then decode
+    # of both, then of one (one token: the fused norm + GEMV path, gemv.FUSE_MAX_TOKENS)
     steps = [
         [(0, a[:37], 0)],
         [(0, a[37:44], 37), (1, b[:19], 0)],
         [(0, a[44:45], 44), (1, b[19:20], 19)],
+        [(1, a[:1], 20)],
     ]
 
     def run(backend: str) -> list[torch.Tensor]:

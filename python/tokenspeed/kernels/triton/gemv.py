@@ -37,10 +37,16 @@ from tokenspeed.kernels.triton.common import (
 
 FUSE_DECODE = True
 FUSE = {"in_proj": True, "qkv_proj": True, "router": True, "out_proj": True, "o_proj": True}
-MAX_M = 16
+MAX_M = 16  # the kernel's limit
+# The model takes the fused path up to this many tokens. H200, 35B-A3B shapes, CUDA graphs
+# (benches/results/kernels-2026-12-02-gemv-h200.md): at 1 token fused beats norm + cuBLAS
+# (in_proj 19.0 vs 20.6 us, qkv 13.8 vs 16.1, out_proj 9.5 vs 12.0, router 2.9 vs 5.4); at 8
+# tokens it loses (in_proj 25.3 vs 20.9 us at best: the 16-row dot tiles and the per-program
+# norm pass), so batches above 1 keep the separate norm and cuBLAS.
+FUSE_MAX_TOKENS = 1
 PDL_GEMV = True  # with common.PDL: launched with programmatic dependent launch on Hopper
-# (BN, BK, num_warps) overrides by site, e.g. {"out_proj": (8, 512, 4)}; else `pick_config`.
-CONFIGS: dict[str, tuple[int, int, int]] = {}
+# (BN, BK, num_warps) by site, the best of that sweep at 1 token; else `pick_config`.
+CONFIGS: dict[str, tuple[int, int, int]] = {"in_proj": (4, 512, 4), "qkv_proj": (8, 256, 4)}
 
 
 @triton.jit(do_not_specialize=["M"])
@@ -224,7 +230,7 @@ def gemv(
 
 
 def _fused(site: str, tokens: int) -> bool:
-    return FUSE_DECODE and FUSE.get(site, True) and 0 < tokens <= MAX_M
+    return FUSE_DECODE and FUSE.get(site, True) and 0 < tokens <= min(FUSE_MAX_TOKENS, MAX_M)
 
 
 def norm_linear(
