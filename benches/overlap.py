@@ -59,6 +59,8 @@ def measure(llm: LLM, batch: int, prompt_len: int, tokens: int, trim: float,
     params = SamplingParams(max_tokens=tokens, ignore_eos=True, temperature=0.0)
     llm.generate(prompt_token_ids=prompts, sampling_params=SamplingParams(max_tokens=4))  # warm
     prof = None
+    graphs = llm.core.executor.graphs
+    replayed_before = graphs.steps_run if graphs is not None else 0
     with contextlib.ExitStack() as stack:
         timeline = stack.enter_context(LaunchTimeline(llm))
         if profiler:
@@ -68,6 +70,8 @@ def measure(llm: LLM, batch: int, prompt_len: int, tokens: int, trim: float,
         llm.generate(prompt_token_ids=prompts, sampling_params=params)
         wall = time.perf_counter() - t
     step, busy_events, steps = timeline.decode(skip=int(tokens * trim))
+    replayed = (graphs.steps_run if graphs is not None else 0) - replayed_before
+    launches = len(timeline.marks)  # every launch of the measured generate
     replay = replay_seconds(llm, batch)
     return {
         "batch": batch, "tokens": tokens, "steps": steps,
@@ -75,6 +79,7 @@ def measure(llm: LLM, batch: int, prompt_len: int, tokens: int, trim: float,
         "replay_ms": None if replay is None else replay * 1e3,
         "busy_profiler": busy_from_profile(prof, trim) if prof is not None else None,
         "busy_events": busy_events, "ms_per_step_window": step * 1e3, "tok_s": batch * tokens / wall,
+        "launches": launches, "graph_steps": replayed,
     }  # fmt: skip
 
 
