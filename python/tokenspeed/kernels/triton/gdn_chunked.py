@@ -38,18 +38,22 @@ from tokenspeed.kernels.triton.gdn_chunked_wy import wu_kernel
 
 CHUNK = 64
 # Launch settings (benches/kernels.py sweeps them).
+# Launch settings: the best of the coordinate-descent sweep at 8k tokens in benches/kernels.py
+# (H200, 2026-12-02, benches/results/kernels-2026-12-02-gdn_chunked-moe-attention-h200.md):
+# 32k tokens 2.452 ms vs fla's 2.231 (1.10x), 8k 0.617 vs 1.317, 2k 0.330 vs 1.366; the
+# previous defaults ("tile" state, 4-warp solve, 64-column output) took 3.03 ms at 32k.
 CONFIG = {
     "bf16_dots": True,  # bf16 activations: bf16 dot operands (False: fp32 operands, TF32 dots)
     # State pass: "tile" (gdn_chunked_state, one [dk, BV] tile) or "split64"
     # (gdn_chunked_state64, 64-row halves, fla's layout; dk <= 128, else "tile").
-    "state_impl": "tile",
+    "state_impl": "split64",
     "state_bv": 32,
     "state_warps": 4,
-    "state_stages": 2,
+    "state_stages": 3,
     "state_kt": False,  # the state kernel loads Kᵀ directly (else transposes the k tile)
-    "out_bv": 64,
+    "out_bv": 128,
     "out_warps": 4,
-    "solve_warps": 4,
+    "solve_warps": 2,
     "solve_merge64": False,  # T's lower blocks by four 64x64 dots (else ten 16x16 ones)
     "wu_warps": 4,
     "wu_bc": 64,  # K/V columns per W/U dot
