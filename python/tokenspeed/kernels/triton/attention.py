@@ -17,7 +17,7 @@ from torch import Tensor
 
 from tokenspeed.kernels.host import host_list
 from tokenspeed.kernels.triton.attention_decode import paged_decode
-from tokenspeed.kernels.triton.common import check_device, int_tensor, next_pow2
+from tokenspeed.kernels.triton.common import check_device, dot_precision, int_tensor, next_pow2
 
 # Prefill launch shape (benches/kernels.py sweeps it): rows per program (token x group head
 # pairs), keys per tile (0 = by head_dim), warps (0 = by head_dim), pipeline stages.
@@ -68,6 +68,7 @@ def _prefill_kernel(
     blk_seq_ptr, blk_tok_ptr, cu_ptr, prefix_ptr,
     NH, NKV, G, D, PAGE, TOK_PER_BLOCK, scale_log2,
     HAS_GATE: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
+    PREC: tl.constexpr = "tf32",
 ):  # fmt: skip
     blk = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -98,7 +99,7 @@ def _prefill_kernel(
         kv_row = ((page.to(tl.int64) * PAGE + j % PAGE) * NKV + kvh) * D
         kv_mask = j_ok[:, None] & d_ok[None, :]
         k = tl.load(kc_ptr + kv_row[:, None] + d[None, :], mask=kv_mask, other=0.0)
-        scores = tl.dot(q, tl.trans(k.to(q.dtype))) * scale_log2
+        scores = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision=PREC) * scale_log2
         visible = (j[None, :] <= q_pos[:, None]) & j_ok[None, :]
         scores = tl.where(visible, scores, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(scores, axis=1))
@@ -107,7 +108,7 @@ def _prefill_kernel(
         alpha = tl.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, axis=1)
         v = tl.load(vc_ptr + kv_row[:, None] + d[None, :], mask=kv_mask, other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
+        acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype), input_precision=PREC)
         m_i = m_new
     o = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     tok = (start + local).to(tl.int64)[:, None]
@@ -167,6 +168,7 @@ def paged_attention(
         int_tensor(blk_seq, q.device), int_tensor(blk_tok, q.device), cu_seqlens, prefix_lens,
         nh, nkv, group, hd, page_size, tok_per_block, scale * 1.4426950408889634,
         HAS_GATE=gate is not None, BM=block_m, BN=cfg["block_n"] or (64 if bd <= 128 else 32), BD=bd,
+        PREC=dot_precision(q),
         num_warps=cfg["num_warps"] or (4 if bd <= 128 else 8), num_stages=cfg["num_stages"],
     )  # fmt: skip
     return out

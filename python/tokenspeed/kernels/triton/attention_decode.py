@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from tokenspeed.kernels.triton.common import next_pow2, pdl_launch, pdl_supported
+from tokenspeed.kernels.triton.common import dot_precision, next_pow2, pdl_launch, pdl_supported
 
 TARGET_PROGRAMS = 264  # ~2 waves over an H100's / H200's 132 SMs
 # Shortest split: below this a program's fixed cost (q load, partial store, merge read)
@@ -35,6 +35,7 @@ def _decode_split_kernel(
     q_ptr, q_st, q_sh, kc_ptr, vc_ptr, pt_ptr, pt_s, prefix_ptr, part_o_ptr, part_lse_ptr,
     NH, NKV, G, D, PAGE, NSPLIT, MIN_KEYS, scale_log2,
     BG: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, GDC: tl.constexpr = False,
+    PREC: tl.constexpr = "tf32",
 ):  # fmt: skip
     if GDC:  # PDL: nothing here is stable data, so wait first (common.PDL)
         tl.extra.cuda.gdc_wait()
@@ -70,13 +71,13 @@ def _decode_split_kernel(
         kv_mask = j_ok[:, None] & d_ok[None, :]
         k = tl.load(kc_ptr + kv_row[:, None] + d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(vc_ptr + kv_row[:, None] + d[None, :], mask=kv_mask, other=0.0)
-        scores = tl.dot(q, tl.trans(k.to(q.dtype))) * scale_log2
+        scores = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision=PREC) * scale_log2
         scores = tl.where(j_ok[None, :], scores, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(scores, axis=1))
         p = tl.exp2(scores - m_new[:, None])
         alpha = tl.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
+        acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype), input_precision=PREC)
         m_i = m_new
     # An inactive split keeps l_i = 0: lse = -inf and no o store (the merge reads no o of a
     # split whose lse is -inf); every active split holds a key, so l_i > 0 on its real rows.
@@ -171,7 +172,8 @@ def paged_decode(
         q, q.stride(0), q.stride(1), k_cache, v_cache, page_table, page_table.stride(0),
         prefix_lens, part_o, part_lse, nh, nkv, group, hd, page_size, nsplit,
         min_keys or MIN_KEYS_PER_SPLIT, scale * 1.4426950408889634,
-        BG=next_pow2(group, 16), BN=bn, BD=bd, GDC=gdc, num_warps=4, **pdl_launch(gdc),
+        BG=next_pow2(group, 16), BN=bn, BD=bd, GDC=gdc, PREC=dot_precision(q), num_warps=4,
+        **pdl_launch(gdc),
     )  # fmt: skip
     g = q if gate is None else gate  # a dummy (not out: the interpreter copies args back)
     _decode_merge_kernel[(batch * nh,)](

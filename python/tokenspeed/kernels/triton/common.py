@@ -68,6 +68,13 @@ def check_device(*tensors: Tensor) -> None:
             )
 
 
+def dot_precision(x: Tensor) -> str:
+    """``tl.dot``'s ``input_precision`` for operands of ``x``'s dtype: exact fp32 ("ieee")
+    for fp32 activations (the GPU's default, TF32, keeps 10 mantissa bits and parts from the
+    fp32 references by ~1e-3), "tf32" (the default: no effect) for bf16 / fp16."""
+    return "ieee" if x.dtype == torch.float32 else "tf32"
+
+
 def int_tensor(values: list[int], device: torch.device, dtype: torch.dtype = torch.int32) -> Tensor:
     return torch.tensor(values, dtype=dtype, device=device)
 
