@@ -21,6 +21,7 @@ import argparse
 import gc
 import json
 import time
+from collections.abc import Callable
 
 import torch
 from report import environment, header, write
@@ -159,9 +160,9 @@ def sync(llm: LLM) -> None:
         torch.cuda.synchronize()
 
 
-def forward_step_seconds(llm: LLM, batch: int, context: int, graph: bool) -> float:
-    """Seconds per decode ``model.forward`` of ``batch`` sequences at ``context`` (caches hold
-    whatever earlier runs left: the cost does not depend on the values)."""
+def decode_forward(llm: LLM, batch: int, context: int) -> Callable[[], object]:
+    """One decode ``model.forward`` of ``batch`` sequences at ``context`` (caches hold whatever
+    earlier runs left: the cost does not depend on the values)."""
     ex, model = llm.core.executor, llm.core.model
     pages_per_seq = -(-(context + 1) // PAGE)
     chunks = [
@@ -172,22 +173,31 @@ def forward_step_seconds(llm: LLM, batch: int, context: int, graph: bool) -> flo
         for b in range(batch)
     ]  # fmt: skip
     fb = build_batch(chunks, PAGE, model.device)
+    return lambda: model.forward(fb, ex.kv_cache, ex.state_cache)
 
-    def step() -> None:
-        model.forward(fb, ex.kv_cache, ex.state_cache)
 
-    if not graph:
-        return _best_seconds(step, model.device, repeats=20)
+def capture(step: Callable[[], object]) -> torch.cuda.CUDAGraph:
+    """``step`` as a CUDA graph, warmed up (compiled) on a side stream first."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(2):
             step()
     torch.cuda.current_stream().wait_stream(stream)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
         step()
-    return _best_seconds(g.replay, model.device, repeats=20)
+    graph.step = step  # keeps the tensors the graph reads (the step's batch) alive
+    return graph
+
+
+def forward_step_seconds(llm: LLM, batch: int, context: int, graph: bool) -> float:
+    """Seconds per decode ``model.forward`` of ``batch`` sequences at ``context``."""
+    step = decode_forward(llm, batch, context)
+    device = llm.core.model.device
+    if not graph:
+        return _best_seconds(step, device, repeats=20)
+    return _best_seconds(capture(step).replay, device, repeats=20)
 
 
 # ---- the Hugging Face peer ----------------------------------------------------------------

@@ -72,7 +72,7 @@ def measure(llm: LLM, batch: int, prompt_len: int, tokens: int, trim: float,
     step, busy_events, steps = timeline.decode(skip=int(tokens * trim))
     replayed = (graphs.steps_run if graphs is not None else 0) - replayed_before
     launches = len(timeline.marks)  # every launch of the measured generate
-    replay = replay_seconds(llm, batch)
+    replay = replay_seconds(llm, graphs, batch)
     return {
         "batch": batch, "tokens": tokens, "steps": steps,
         "busy_replay": None if replay is None else min(replay / step, 1.0),
@@ -83,11 +83,10 @@ def measure(llm: LLM, batch: int, prompt_len: int, tokens: int, trim: float,
     }  # fmt: skip
 
 
-def replay_seconds(llm: LLM, batch: int) -> float | None:
+def replay_seconds(llm: LLM, graphs, batch: int) -> float | None:
     """Device seconds of one greedy decode step of ``batch`` sequences: the engine's captured
     graph for that size replayed back to back (its inputs are the last step's: the values do
     not change the work)."""
-    graphs = llm.core.executor.graphs
     if graphs is None:
         return None
     size = next(s for s in graphs.sizes if s >= batch)

@@ -15,32 +15,9 @@ import argparse
 import collections
 
 import torch
-from decode import PAGE, _best_seconds
+from decode import PAGE, _best_seconds, capture, decode_forward
 from report import environment, header, write
 from tokenspeed import LLM
-from tokenspeed.models import SequenceChunk, build_batch
-
-
-def capture(llm: LLM, batch: int, context: int) -> torch.cuda.CUDAGraph:
-    ex, model = llm.core.executor, llm.core.model
-    per_seq = -(-(context + 1) // PAGE)
-    chunks = [
-        SequenceChunk(tokens=[7 + b], prefix_len=context, slot=1 + b, has_initial_state=True,
-                      pages=list(range(1 + b * per_seq, 1 + (b + 1) * per_seq)))
-        for b in range(batch)
-    ]  # fmt: skip
-    fb = build_batch(chunks, PAGE, model.device)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            model.forward(fb, ex.kv_cache, ex.state_cache)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        model.forward(fb, ex.kv_cache, ex.state_cache)
-    graph.fb = fb  # keep the batch's tensors alive with the graph
-    return graph
 
 
 def kernel_table(graph: torch.cuda.CUDAGraph, replays: int) -> list[dict]:
@@ -80,7 +57,7 @@ def main() -> None:
         enable_prefix_caching=False, max_num_seqs=args.batch, max_model_len=args.context + 8,
         kv_cache_pages=pages, state_slots=2 * args.batch + 2, page_size=PAGE,
     )  # fmt: skip
-    graph = capture(llm, args.batch, args.context)
+    graph = capture(decode_forward(llm, args.batch, args.context))
     step_ms = _best_seconds(graph.replay, device, repeats=30) * 1e3
     rows = kernel_table(graph, args.replays)
     kernels_ms = sum(r["us_per_step"] for r in rows) / 1e3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -95,7 +96,13 @@ def pdl_supported(t: Tensor) -> bool:
     """Whether kernels on ``t``'s device launch with PDL (compiled, CUDA, Hopper or newer)."""
     if not PDL or INTERPRETED or not t.is_cuda:
         return False
-    return torch.cuda.get_device_capability(t.device)[0] >= 9
+    return _hopper_or_newer(t.device.index)  # a CUDA tensor's device always has its index
+
+
+@functools.cache
+def _hopper_or_newer(index: int) -> bool:
+    """Per device, asked once: every Triton launch asks, and prefill launches are eager."""
+    return torch.cuda.get_device_capability(index)[0] >= 9
 
 
 def pdl_launch(on: bool) -> dict[str, bool]:
