@@ -135,11 +135,18 @@ def _generate(enforce_eager: bool, prompts: list[list[int]]) -> tuple[LLM, list[
         max_num_seqs=8, max_model_len=512, gpu_memory_utilization=0.3,
         enforce_eager=enforce_eager,
     )  # fmt: skip
-    assert (llm.core.executor.graphs is None) == enforce_eager
+    graphs = llm.core.executor.graphs
+    assert (graphs is None) == enforce_eager
+    # Every kind (greedy / temperature, with / without a state snapshot) per size is captured
+    # at start-up: capturing on first use would stall a live step.
+    captured = None if graphs is None else dict(graphs.graphs)
+    if graphs is not None:
+        assert set(captured) == {(s, t, c) for s in graphs.sizes for t in (0, 1) for c in (0, 1)}
     params = SamplingParams(max_tokens=24, ignore_eos=True, temperature=0.0)
     outs = llm.generate(prompt_token_ids=prompts, sampling_params=params)
-    if not enforce_eager:
-        assert llm.core.executor.graphs.steps_run >= 20  # the decode steps replayed graphs
+    if graphs is not None:
+        assert graphs.steps_run >= 20  # the decode steps replayed graphs
+        assert graphs.graphs == captured  # nothing captured while serving
     return llm, [list(o.outputs[0].token_ids) for o in outs]
 
 

@@ -87,18 +87,28 @@ class DecodeGraphs:
         self.inputs = torch.zeros(_FIELDS * n, dtype=torch.int64, device=dev)
         self.page_table = torch.zeros(n, max_pages, dtype=torch.int32, device=dev)
         self.temperature = torch.ones(n, dtype=torch.float32, device=dev)
-        self.noise: Tensor | None = None  # [n, V], allocated with the first temperature graph
+        self.noise: Tensor | None = None  # [n, V]: the temperature graphs read it
         self.cu_seqlens = torch.arange(n + 1, dtype=torch.int32, device=dev)
         self.rows = torch.arange(n, dtype=torch.int64, device=dev)
-        # Keyed by (batch size, samples with noise, snapshots GDN state): the first kind is
-        # captured up front, the others on first use.
+        # Keyed by (batch size, samples with noise, snapshots GDN state), every kind captured
+        # up front: capturing one on first use stalls that step for a capture (and the first
+        # time for Triton compiles too, ~0.9 s for 35B-A3B on an H200), and a decode step
+        # snapshots its state whenever a sequence ends a page, so every size meets it.
         self.graphs: dict[tuple[int, bool, bool], torch.cuda.CUDAGraph] = {}
         self.outputs: dict[tuple[int, bool, bool], tuple[Tensor, Tensor]] = {}
         self.pool = None if emulate else torch.cuda.graph_pool_handle()
         self.steps_run = 0  # decode steps that took this path (tests, benchmarks)
         self._reset_inputs()
         if not emulate:
-            self._capture([(bs, False, False) for bs in reversed(self.sizes)])
+            self.noise = torch.ones(n, self.vocab, device=dev)
+            self._capture(
+                [
+                    (bs, s, c)
+                    for bs in reversed(self.sizes)
+                    for s in (False, True)
+                    for c in (False, True)
+                ]
+            )
 
     # ---- the captured step -----------------------------------------------------------------
     def _step(self, bs: int, sampled: bool, ckpt: bool) -> tuple[Tensor, Tensor]:
@@ -159,10 +169,8 @@ class DecodeGraphs:
         sampled = step.temperature is not None
         ckpt = step.checkpoint_slots is not None
         key = (bs, sampled, ckpt)
-        if sampled and self.noise is None:
+        if sampled and self.noise is None:  # emulated (CPU): no graphs, allocated on demand
             self.noise = torch.ones(self.sizes[-1], self.vocab, device=self.device)
-        if not self.emulate and key not in self.graphs:
-            self._capture([key])  # temperature / checkpoint graphs: on first use
         host = np.zeros((_FIELDS, bs), dtype=np.int64)
         host[[1, 6, 7], n:] = -1  # padding rows: token 0 at position 0 on page 0 / slot 0
         host[6:, :n] = -1
@@ -184,7 +192,7 @@ class DecodeGraphs:
         if self.emulate:
             logits, tokens = self._step(*key)
         else:
-            self.graphs[key].replay()
+            self.graphs[key].replay()  # every key was captured up front
             logits, tokens = self.outputs[key]
         return logits[:n], tokens[:n]
 
