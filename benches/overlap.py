@@ -10,8 +10,7 @@ measurements, none of which perturbs the engine unless asked:
   the decode launches' device spans over the window they cover (an upper bound: a launch's span
   includes the device waiting for the host inside that launch);
 * profiler (``--profiler``): the union of the kernels' intervals (CUPTI). It counts the ~0.3 us
-  between graph nodes as idle and slows the host (on the H200 with overlap on it measured 10.7
-  ms per batch-1 step against 3.4 ms without it), so it is a diagnostic, not the figure.
+  between graph nodes as idle and slows the host, so it is a diagnostic, not the figure.
 Target (overlap on): busy >= 95% of the wall time.
 
   PYTHONPATH=python:benches python benches/overlap.py --model qwen3.5-35b-a3b
