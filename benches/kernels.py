@@ -32,6 +32,7 @@ H, HK, HV, DK, DV, NH, NKV, HD = 2048, 16, 32, 128, 128, 16, 2, 256
 CONV_DIM = 2 * HK * DK + HV * DV
 PAGE = 64
 ROWS: list[dict] = []
+GRAPH_LAYERS = 8  # calls per graph in graph-timed rows, each on its own buffers (no L2 reuse)
 
 
 def ms(fn: Callable[[], object]) -> float:
@@ -157,6 +158,14 @@ def bench_gdn_decode() -> None:
                 ms(lambda fn=fn: fn(*inputs, state, slots, init)),
                 nbytes,
             )
+        # As decode runs it: in a CUDA graph, one call per layer, each on its own state (the
+        # eager row above is launch-bound below ~64 sequences: ~70 us a call on the host).
+        states = [state] + [torch.zeros_like(state) for _ in range(GRAPH_LAYERS - 1)]
+        calls = [
+            lambda s=s: tk.gdn_recurrent.gdn_recurrent(*inputs, s, slots, init) for s in states
+        ]
+        row("gdn_decode", f"B={batch}", "triton-graph", graph_ms(calls), nbytes)
+        del states, calls
 
 
 GDN_SWEEP = {  # coordinate descent at 8k tokens over the launch settings of gdn_chunked

@@ -92,6 +92,21 @@ def chunk_table(
     return starts, lengths, first, count, ckpt
 
 
+def checkpoint_cuts(
+    bounds: list[int], ckpt_slots: list[int], ckpt_offsets: list[int]
+) -> tuple[list[int], list[int]]:
+    """Per sequence, where ``chunk_table`` cuts it (the checkpoint offset, else its end) and
+    how many chunks lie before the cut: chunk c starts at ``start + 64 c`` before the cut and
+    at ``cut + 64 (c - before)`` after it."""
+    cuts, before = [], []
+    for b in range(len(bounds) - 1):
+        start, end = bounds[b], bounds[b + 1]
+        cut = start + ckpt_offsets[b] if ckpt_slots[b] >= 0 else end
+        cuts.append(cut)
+        before.append(-(-(cut - start) // CHUNK))
+    return cuts, before
+
+
 def gdn_chunked(
     q: Tensor,
     k: Tensor,
@@ -123,7 +138,8 @@ def gdn_chunked(
     num_seqs = slot_ids.shape[0]
     ck_slots = host_list(checkpoint_slots) if checkpoint_slots is not None else [-1] * num_seqs
     ck_offs = host_list(checkpoint_offsets) if checkpoint_offsets is not None else [0] * num_seqs
-    table = chunk_table(host_list(cu_seqlens), ck_slots, ck_offs)
+    bounds = host_list(cu_seqlens)
+    table = chunk_table(bounds, ck_slots, ck_offs)
     starts, lengths, first, count, ckpt = table
     device = q.device
     # Between kernels: the activation dtype (bf16) or fp32; the interpreter multiplies bf16
@@ -163,18 +179,20 @@ def gdn_chunked(
             num_warps=c["wu_warps"],
         )  # fmt: skip
     bv = min(c["state_bv"], bvf)
-    tables = (starts_t, lengths_t, first_t, count_t, ckpt_t, state, slot_ids, has_initial_state,
-              ck_slots_t)  # fmt: skip
+    per_seq = (first_t, count_t, ckpt_t, state, slot_ids, has_initial_state, ck_slots_t)
     grid = (num_seqs, hv, triton.cdiv(dv, bv))
     launch = {"num_warps": c["state_warps"], "num_stages": c["state_stages"]}
     if c["state_impl"] == "split64" and dk <= 2 * CHUNK:
+        cuts, before = checkpoint_cuts(bounds, ck_slots, ck_offs)
+        cuts_t, before_t = upload_tables(device, cuts, before)
         state64_kernel[grid](
-            kn, w, u, v_new, h, gamma, *tables, hv, hk, hv // hk, dk, dv,
+            kn, w, u, v_new, h, gamma, cu_seqlens, cuts_t, before_t, *per_seq,
+            hv, hk, hv // hk, dk, dv,
             BC=CHUNK, BV=bv, DT=dt, PREC=prec, HALF2=dk > CHUNK, **launch,
         )  # fmt: skip
     elif c["state_impl"] in ("tile", "split64"):
         state_kernel[grid](
-            kn, w, u, v_new, h, gamma, *tables, hv, hk, hv // hk, dk, dv,
+            kn, w, u, v_new, h, gamma, starts_t, lengths_t, *per_seq, hv, hk, hv // hk, dk, dv,
             BC=CHUNK, BK=bk, BV=bv, DT=dt, PREC=prec, KT=c["state_kt"], **launch,
         )  # fmt: skip
     else:

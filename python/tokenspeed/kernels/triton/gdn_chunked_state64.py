@@ -22,7 +22,7 @@ import triton.language as tl
 @triton.jit
 def state64_kernel(
     kn_ptr, w_ptr, u_ptr, vn_ptr, h_ptr, gamma_ptr,
-    chunk_start_ptr, chunk_len_ptr, first_chunk_ptr, num_chunks_ptr, ckpt_chunk_ptr,
+    cu_ptr, cut_ptr, n_before_cut_ptr, first_chunk_ptr, num_chunks_ptr, ckpt_chunk_ptr,
     state_ptr, slot_ptr, init_ptr, ckpt_slot_ptr,
     HV: tl.constexpr, HK: tl.constexpr, R: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
     BC: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
@@ -52,6 +52,13 @@ def state64_kernel(
         s2 = tl.load(s_base + t2, mask=m2 & has_init, other=0.0)
     first = tl.load(first_chunk_ptr + b)
     n = tl.load(num_chunks_ptr + b)
+    # Chunk c's tokens by arithmetic on c (the chunk table's cut: whole chunks from the
+    # sequence start up to the checkpoint cut, then from the cut to the end), not loaded from
+    # the table: loads whose addresses hang on another load in the loop are not prefetched.
+    seq_lo = tl.load(cu_ptr + b)
+    seq_hi = tl.load(cu_ptr + b + 1)
+    cut = tl.load(cut_ptr + b)
+    n_before = tl.load(n_before_cut_ptr + b)
     kbase = kn_ptr + hk * DK
     for c in range(0, n):
         # Predicated rather than branched: a store under `if` stops the loop's pipelining.
@@ -65,9 +72,9 @@ def state64_kernel(
         if HALF2:
             tl.store(ck_base + t2, s2, mask=m2 & at_ck)
             tl.store(h_base + t2, s2.to(h_ptr.dtype.element_ty), mask=m2)
-        gc = (first + c).to(tl.int64)
-        start = tl.load(chunk_start_ptr + gc)
-        length = tl.load(chunk_len_ptr + gc)
+        after_cut = c >= n_before
+        start = tl.where(after_cut, cut + (c - n_before) * BC, seq_lo + c * BC)
+        length = tl.minimum(tl.where(after_cut, seq_hi, cut) - start, BC)
         valid = i < length
         tok = (start + i).to(tl.int64)
         row = tok * HV + hv
