@@ -28,6 +28,12 @@ class GatedAttention:
         self.q_norm = params.take(p + "q_norm.weight")
         self.k_norm = params.take(p + "k_norm.weight")
 
+    @property
+    def input_projection(self) -> tuple[Tensor, str]:
+        """The projection the layer applies (fused with its norm) before ``forward``, and its
+        site name (`ops.norm_linear`)."""
+        return self.qkv_proj, "qkv_proj"
+
     def forward(self, qkv: Tensor, ctx: StepContext) -> Tensor:
         """``qkv``: the output of ``qkv_proj`` (the layer projects it, fused with its norm)."""
         tokens = qkv.shape[0]

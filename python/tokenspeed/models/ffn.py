@@ -19,6 +19,13 @@ class DenseMLP:
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(ops.silu_and_mul(F.linear(x, self.gate_up)), self.down)
 
+    def norm_forward(
+        self, x: Tensor, residual: Tensor, norm_weight: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor]:
+        """``forward`` of the residual add + RMSNorm of ``x``: ``(out, residual)``."""
+        h, residual = ops.add_rms_norm(x, residual, norm_weight, eps)
+        return self.forward(h), residual
+
 
 class SparseMoE:
     """Routed experts (softmax → top-k → renorm) plus one always-on shared expert whose output
@@ -49,6 +56,18 @@ class SparseMoE:
             self.experts_gate_up = params.take(p + "experts.gate_up_proj")
             self.experts_down = params.take(p + "experts.down_proj")
             self.shared_expert = DenseMLP(params, p + "shared_expert.")
+
+    def norm_forward(
+        self, x: Tensor, residual: Tensor, norm_weight: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor]:
+        """``forward`` of the residual add + RMSNorm of ``x``: ``(out, residual)``. The norm is
+        the router GEMV's prologue (at decode on Triton), which also writes the normed input
+        for the experts."""
+        logits, residual, h = ops.norm_linear(
+            x, residual, norm_weight, eps, self.router, True, "router"
+        )
+        assert h is not None
+        return self.forward(h, logits), residual
 
     def forward(self, x: Tensor, logits: Tensor) -> Tensor:
         """``x``: the normed input, ``logits = x @ router^T`` (``[N, E + 1]``: routed experts,

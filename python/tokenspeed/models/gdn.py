@@ -32,6 +32,12 @@ class GatedDeltaNet:
         self.norm = params.take(p + "norm.weight")
         self.out_proj = params.take(p + "out_proj.weight")
 
+    @property
+    def input_projection(self) -> tuple[Tensor, str]:
+        """The projection the layer applies (fused with its norm) before ``forward``, and its
+        site name (`ops.norm_linear`)."""
+        return self.in_proj, "in_proj"
+
     def forward(self, proj: Tensor, ctx: StepContext) -> Tensor:
         """``proj``: the output of ``in_proj`` (the layer projects it, fused with its norm)."""
         tokens = proj.shape[0]

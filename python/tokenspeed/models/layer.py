@@ -23,11 +23,9 @@ class DecoderLayer:
         if cfg.layer_types[index] == FULL:
             cache_index = cfg.attention_layer_ids.index(index)
             self.mixer = GatedAttention(cfg, params, prefix, cache_index)
-            self.in_weight, self.in_site = self.mixer.qkv_proj, "qkv_proj"
         else:
             cache_index = cfg.linear_layer_ids.index(index)
             self.mixer = GatedDeltaNet(cfg, params, prefix, cache_index)
-            self.in_weight, self.in_site = self.mixer.in_proj, "in_proj"
         self.ffn: DenseMLP | SparseMoE
         if cfg.mlp_types[index] == "moe":
             self.ffn = SparseMoE(cfg, params, prefix)
@@ -42,16 +40,9 @@ class DecoderLayer:
         Residual adds happen in the activation dtype, fused with the following norm; at decode
         (Triton) the norm is also the prologue of the next projection's GEMV (`ops.norm_linear`).
         """
-        eps = self.eps
+        weight, site = self.mixer.input_projection
         proj, residual, _ = ops.norm_linear(
-            x, residual, self.input_norm, eps, self.in_weight, False, self.in_site
+            x, residual, self.input_norm, self.eps, weight, False, site
         )
         h = self.mixer.forward(proj, ctx)
-        if isinstance(self.ffn, SparseMoE):  # the router GEMV also writes h for the experts
-            logits, residual, hn = ops.norm_linear(
-                h, residual, self.post_attention_norm, eps, self.ffn.router, True, "router"
-            )
-            assert hn is not None
-            return self.ffn.forward(hn, logits), residual
-        h, residual = ops.add_rms_norm(h, residual, self.post_attention_norm, eps)
-        return self.ffn.forward(h), residual
+        return self.ffn.norm_forward(h, residual, self.post_attention_norm, self.eps)

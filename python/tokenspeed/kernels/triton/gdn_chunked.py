@@ -158,8 +158,9 @@ def gdn_chunked(
     gamma = torch.empty((tokens, hv), dtype=torch.float32, device=device)
     h = torch.empty((max(len(starts), 1), hv, dk, dv), dtype=store, device=device)
     bk, bvf = next_pow2(dk, 16), next_pow2(dv, 16)
-    starts_t, lengths_t, first_t, count_t, ckpt_t, ck_slots_t = upload_tables(
-        device, starts or [0], lengths or [0], first, count, ckpt, ck_slots
+    cuts, before = checkpoint_cuts(bounds, ck_slots, ck_offs)  # the split64 state pass's
+    starts_t, lengths_t, first_t, count_t, ckpt_t, ck_slots_t, cuts_t, before_t = upload_tables(
+        device, starts or [0], lengths or [0], first, count, ckpt, ck_slots, cuts, before
     )
     c = CONFIG
     if starts:
@@ -183,8 +184,6 @@ def gdn_chunked(
     grid = (num_seqs, hv, triton.cdiv(dv, bv))
     launch = {"num_warps": c["state_warps"], "num_stages": c["state_stages"]}
     if c["state_impl"] == "split64" and dk <= 2 * CHUNK:
-        cuts, before = checkpoint_cuts(bounds, ck_slots, ck_offs)
-        cuts_t, before_t = upload_tables(device, cuts, before)
         state64_kernel[grid](
             kn, w, u, v_new, h, gamma, cu_seqlens, cuts_t, before_t, *per_seq,
             hv, hk, hv // hk, dk, dv,

@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from tokenspeed.kernels.reference.gemv import gated_norm_then_linear, norm_then_linear
 from tokenspeed.kernels.triton import norm
 from tokenspeed.kernels.triton.common import (
     INTERPRETED,
@@ -244,11 +245,7 @@ def norm_linear(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """See `reference.gemv.norm_linear`."""
     if not _fused(site, x.shape[0]):
-        if residual is None:
-            h, res = norm.rms_norm(x, norm_weight, eps), x
-        else:
-            h, res = norm.add_rms_norm(x, residual, norm_weight, eps)
-        return F.linear(h, weight), res, h if return_h else None
+        return norm_then_linear(norm, x, residual, norm_weight, eps, weight, return_h)
     out, res_out, h = gemv(
         x, weight, residual=residual, norm_weight=norm_weight, eps=eps, write_h=return_h,
         config=CONFIGS.get(site),
@@ -262,8 +259,7 @@ def gated_norm_linear(
     """See `reference.gemv.gated_norm_linear`."""
     tokens, heads, dv = o.shape
     if not _fused(site, tokens) or dv != next_pow2(dv):
-        y = norm.gated_rms_norm(o, gate, norm_weight, eps)
-        return F.linear(y.reshape(tokens, heads * dv), weight)
+        return gated_norm_then_linear(norm, o, gate, norm_weight, eps, weight)
     o2, g2 = o.reshape(tokens, heads * dv), gate.reshape(tokens, heads * dv)
     cfg = CONFIGS.get(site)
     return gemv(o2, weight, norm_weight=norm_weight, gate=g2, eps=eps, head_dim=dv, config=cfg)[0]
