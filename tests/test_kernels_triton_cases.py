@@ -235,12 +235,14 @@ def test_gdn_chunked_rejects_bad_checkpoint_offset(tk) -> None:
 NH, NKV, HD, PAGE = 6, 2, 40, 4  # group 3, head_dim not a power of two, tiny pages
 
 
-def paged_setup(prefix: list[int], new: list[int], seed: int, num_pages: int = 64) -> dict:
+def paged_setup(
+    prefix: list[int], new: list[int], seed: int, num_pages: int = 64, page: int = PAGE
+) -> dict:
     """Random caches and page tables with shuffled pages (page 0 never used)."""
     g = gen(seed)
-    k_cache = torch.randn(num_pages, PAGE, NKV, HD, generator=g)
-    v_cache = torch.randn(num_pages, PAGE, NKV, HD, generator=g)
-    need = [-(-(p + n) // PAGE) for p, n in zip(prefix, new, strict=True)]
+    k_cache = torch.randn(num_pages, page, NKV, HD, generator=g)
+    v_cache = torch.randn(num_pages, page, NKV, HD, generator=g)
+    need = [-(-(p + n) // page) for p, n in zip(prefix, new, strict=True)]
     perm = (torch.randperm(num_pages - 1, generator=g) + 1).tolist()
     table = torch.zeros(len(prefix), max(need) + 1, dtype=torch.int32)
     used = 0
@@ -300,6 +302,24 @@ def test_paged_decode_wide_page_table(tk, kw: dict, monkeypatch) -> None:
     args = dev(s["q"], s["k_cache"], s["v_cache"], s["page_table"], s["prefix_lens"])
     monkeypatch.setattr(torch, "empty", nan_empty(torch.empty))
     got = tk.attention_decode.paged_decode(*args, HD**-0.5, **kw)
+    close(got, want, torch.float32)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"block_n": 16}, {"block_n": 32}, {"block_n": 16, "splits": 3}, {"block_n": 32, "splits": 1}],
+)
+def test_paged_decode_tile_in_page(tk, kw: dict, monkeypatch) -> None:
+    # Pages of 32 keys: each key tile (16 or 32 keys) lies in one page, whose id the kernel
+    # loads an iteration ahead. Contexts end mid-page, on a page end, one key into a page and
+    # across many pages, in a table far wider than any of them; with 1 or 3 splits a split
+    # runs many tiles (a page id one tile late breaks those).
+    s = paged_setup(prefix=[0, 31, 32, 47, 700], new=[1] * 5, seed=17, num_pages=48, page=32)
+    s["page_table"] = torch.cat([s["page_table"], torch.zeros(5, 200, dtype=torch.int32)], 1)
+    want = ref.paged_attention(*s.values(), HD**-0.5)
+    args = dev(s["q"], s["k_cache"], s["v_cache"], s["page_table"], s["prefix_lens"])
+    monkeypatch.setattr(torch, "empty", nan_empty(torch.empty))
+    got = tk.attention_decode.paged_decode(*args, HD**-0.5, min_keys=16, **kw)
     close(got, want, torch.float32)
 
 

@@ -35,7 +35,7 @@ def _decode_split_kernel(
     q_ptr, q_st, q_sh, kc_ptr, vc_ptr, pt_ptr, pt_s, prefix_ptr, part_o_ptr, part_lse_ptr,
     NH, NKV, G, D, PAGE, NSPLIT, MIN_KEYS, scale_log2,
     BG: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, GDC: tl.constexpr = False,
-    PREC: tl.constexpr = "tf32",
+    PREC: tl.constexpr = "tf32", TILE_IN_PAGE: tl.constexpr = False,
 ):  # fmt: skip
     if GDC:  # PDL: nothing here is stable data, so wait first (common.PDL)
         tl.extra.cuda.gdc_wait()
@@ -63,11 +63,21 @@ def _decode_split_kernel(
     acc = tl.zeros((BG, BD), dtype=tl.float32)
     m_i = tl.full((BG,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BG,), dtype=tl.float32)
+    pt_row = pt_ptr + b.to(tl.int64) * pt_s
+    # TILE_IN_PAGE (BN divides the page size, and tiles start at multiples of BN): a tile's
+    # keys share one page, whose id is loaded an iteration ahead, so the K/V loads never wait
+    # on a page-table load of their own iteration (H200, batch 1, 128k: 72% -> 78% of HBM).
+    next_page = tl.load(pt_row + lo // PAGE, mask=lo < hi, other=0)
     for j0 in range(lo, hi, BN):
         j = j0 + tl.arange(0, BN)
         j_ok = j < hi
-        page = tl.load(pt_ptr + b.to(tl.int64) * pt_s + j // PAGE, mask=j_ok, other=0)
-        kv_row = ((page.to(tl.int64) * PAGE + j % PAGE) * NKV + kvh) * D
+        if TILE_IN_PAGE:
+            page = next_page.to(tl.int64)
+            next_page = tl.load(pt_row + tl.minimum(j0 + BN, hi - 1) // PAGE)
+            kv_row = ((page * PAGE + j % PAGE) * NKV + kvh) * D
+        else:
+            pages = tl.load(pt_row + j // PAGE, mask=j_ok, other=0)
+            kv_row = ((pages.to(tl.int64) * PAGE + j % PAGE) * NKV + kvh) * D
         kv_mask = j_ok[:, None] & d_ok[None, :]
         k = tl.load(kc_ptr + kv_row[:, None] + d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(vc_ptr + kv_row[:, None] + d[None, :], mask=kv_mask, other=0.0)
@@ -172,7 +182,8 @@ def paged_decode(
         q, q.stride(0), q.stride(1), k_cache, v_cache, page_table, page_table.stride(0),
         prefix_lens, part_o, part_lse, nh, nkv, group, hd, page_size, nsplit,
         min_keys or MIN_KEYS_PER_SPLIT, scale * 1.4426950408889634,
-        BG=next_pow2(group, 16), BN=bn, BD=bd, GDC=gdc, PREC=dot_precision(q), num_warps=4,
+        BG=next_pow2(group, 16), BN=bn, BD=bd, GDC=gdc, PREC=dot_precision(q),
+        TILE_IN_PAGE=page_size % bn == 0, num_warps=4,
         **pdl_launch(gdc),
     )  # fmt: skip
     g = q if gate is None else gate  # a dummy (not out: the interpreter copies args back)
