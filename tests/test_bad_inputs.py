@@ -121,6 +121,10 @@ CASES = [
          {**OK_TEXT, "prompt": [1] * (MAX_MODEL_LEN + 1)}, 400, INVALID, "max_model_len"),
     Case("token id outside the vocabulary", "POST", COMPLETIONS,
          {**OK_TEXT, "prompt": [10**9]}, 400, INVALID, "vocabulary"),
+    Case("token ids as integral floats", "POST", COMPLETIONS,
+         {**OK_TEXT, "prompt": [[1.0, 2.0], [3]]}, 200, None),
+    Case("token id a fraction", "POST", COMPLETIONS, {**OK_TEXT, "prompt": [1, 2.5]}, 400,
+         INVALID, "prompt"),
     Case("n over the limit", "POST", CHAT, {**OK_CHAT, "n": 1000}, 400, INVALID, "n"),
     Case("n = 0", "POST", COMPLETIONS, {**OK_TEXT, "n": 0}, 400, INVALID, "n"),
     Case("temperature out of range", "POST", CHAT, {**OK_CHAT, "temperature": 7}, 400,
@@ -143,6 +147,10 @@ CASES = [
          "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "launch_rocket",
          "arguments": "{}"}}]}, {"role": "tool", "tool_call_id": "c1", "content": "done"}]},
          400, INVALID, "launch_rocket"),
+    Case("/tokenize checks the history's tool calls as chat does", "POST", "/tokenize", {
+         "tools": TOOLS, "messages": [*_user("weather?"), {"role": "assistant", "content": "",
+         "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "launch_rocket",
+         "arguments": "{}"}}]}]}, 400, INVALID, "launch_rocket"),
     # Logprobs.
     Case("top_logprobs above 20", "POST", CHAT, {**OK_CHAT, "logprobs": True,
          "top_logprobs": 21}, 400, INVALID, "top_logprobs"),

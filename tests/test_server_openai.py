@@ -95,6 +95,8 @@ def test_chat_whole_and_streamed_agree(client: openai.OpenAI, model: str, server
     ]
     assert finals == ["length"]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    # OpenAI's shape with include_usage: `"usage": null` in every chunk before the last.
+    assert all("usage" in c.model_fields_set and c.usage is None for c in chunks[:-1])
     assert chunks[-1].usage.completion_tokens == 12
     assert chunks[-1].usage.prompt_tokens_details.cached_tokens >= 0
 
@@ -109,6 +111,9 @@ def test_thinking_goes_to_reasoning_content(server: Server, model: str) -> None:
     status, raw, _ = server.request("POST", "/v1/completions", {**seeded, "prompt": tok["tokens"]})
     text = raw["choices"][0]["text"]
     assert "</think>" not in text and text.strip()
+    floats = {**seeded, "prompt": [float(t) for t in tok["tokens"]]}  # clients that write 5.0
+    status, same, _ = server.request("POST", "/v1/completions", floats)
+    assert status == 200 and same["choices"][0]["text"] == text, same
     status, out, _ = server.request(
         "POST", "/v1/chat/completions", {**seeded, "messages": messages}
     )
@@ -149,10 +154,22 @@ def test_completions_whole_streamed_n2_and_seed(client: openai.OpenAI, model: st
     prompt = "The quick brown fox"
     whole = client.completions.create(model=model, prompt=prompt, max_tokens=10, temperature=0)
     assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 10
-    streamed = client.completions.create(
-        model=model, prompt=prompt, max_tokens=10, temperature=0, stream=True
+    streamed = list(
+        client.completions.create(
+            model=model, prompt=prompt, max_tokens=10, temperature=0, stream=True
+        )
     )
     assert "".join(c.choices[0].text for c in streamed if c.choices) == whole.choices[0].text
+    assert all("usage" not in c.model_fields_set for c in streamed)  # not asked: absent
+    usage_kwargs = dict(stream=True, stream_options={"include_usage": True})
+    with_usage = list(
+        client.completions.create(
+            model=model, prompt=prompt, max_tokens=10, temperature=0, **usage_kwargs
+        )
+    )
+    assert [c.usage for c in with_usage[:-1]] == [None] * (len(with_usage) - 1)
+    assert all("usage" in c.model_fields_set for c in with_usage)
+    assert with_usage[-1].choices == [] and with_usage[-1].usage.completion_tokens == 10
     kwargs = dict(model=model, prompt=prompt, max_tokens=10, temperature=1.0, n=2, seed=7)
     first = client.completions.create(**kwargs)
     again = client.completions.create(**kwargs)

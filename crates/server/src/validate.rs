@@ -285,6 +285,15 @@ pub fn tools(tools: &[Json]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A conversation as chat and /tokenize take it: messages, tools, and the history's tool calls.
+pub fn conversation(messages: &[Json], tools: Option<&[Json]>) -> Result<(), ApiError> {
+    self::messages(messages)?;
+    if let Some(tools) = tools {
+        self::tools(tools)?;
+    }
+    history_tool_calls(messages, tools)
+}
+
 /// Checks the tool calls of assistant messages: `tool_calls` is a list of calls each naming a
 /// function, and with `tools` given, a declared one (a call to an undeclared function is a
 /// client bug that would otherwise be rendered into the prompt as if it had happened).

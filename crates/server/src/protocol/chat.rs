@@ -186,7 +186,9 @@ pub struct ChatCompletionChunk {
     pub model: String,
     /// Choices with something new.
     pub choices: Vec<ChatChunkChoice>,
-    /// The request's usage, in the last chunk when `stream_options.include_usage`.
+    /// With `stream_options.include_usage`: `null` in every chunk but the last, which carries
+    /// the request's usage (as OpenAI streams it); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+    #[schema(value_type = Option<Usage>)]
+    pub usage: Option<Option<Usage>>,
 }

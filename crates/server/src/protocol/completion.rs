@@ -15,10 +15,10 @@ pub enum PromptField {
     Text(String),
     /// Several text prompts.
     Texts(Vec<String>),
-    /// One prompt as token ids.
-    Tokens(Vec<u32>),
+    /// One prompt as token ids (integral floats accepted, like every integer field).
+    Tokens(#[serde(deserialize_with = "super::lenient::int_vec")] Vec<u32>),
     /// Several prompts as token ids.
-    TokenBatches(Vec<Vec<u32>>),
+    TokenBatches(#[serde(deserialize_with = "super::lenient::int_vecs")] Vec<Vec<u32>>),
 }
 
 /// A text completion request.
@@ -81,7 +81,9 @@ pub struct CompletionResponse {
     pub model: String,
     /// The choices.
     pub choices: Vec<CompletionChoice>,
-    /// Token counts (whole responses, and the last chunk with `include_usage`).
+    /// Token counts: in whole responses; in streams with `include_usage`, `null` in every
+    /// chunk but the last, which carries them (as OpenAI streams it), absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+    #[schema(value_type = Option<Usage>)]
+    pub usage: Option<Option<Usage>>,
 }

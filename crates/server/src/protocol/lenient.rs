@@ -30,6 +30,18 @@ where
         .collect()
 }
 
+/// A list of [`int_vec`] lists.
+pub fn int_vecs<'de, D, T>(deserializer: D) -> Result<Vec<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    Vec::<Vec<Value>>::deserialize(deserializer)?
+        .iter()
+        .map(|values| values.iter().map(int).collect())
+        .collect()
+}
+
 /// `Option<Vec<T>>` of [`int_vec`], or null/absent.
 pub fn opt_int_vec<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
 where
@@ -87,15 +99,20 @@ mod tests {
     struct Lists {
         #[serde(deserialize_with = "super::int_vec")]
         ids: Vec<u32>,
+        #[serde(default, deserialize_with = "super::int_vecs")]
+        batches: Vec<Vec<u32>>,
         #[serde(default, deserialize_with = "super::opt_int_vec")]
         stops: Option<Vec<u32>>,
     }
 
     #[test]
     fn lists_take_integral_floats_and_refuse_the_rest() {
-        let ok: Lists = serde_json::from_str(r#"{"ids": [1, 2.0, 3e0], "stops": [4.0]}"#)
-            .expect("integral floats");
+        let ok: Lists = serde_json::from_str(
+            r#"{"ids": [1, 2.0, 3e0], "stops": [4.0], "batches": [[5.0, 6], []]}"#,
+        )
+        .expect("integral floats");
         assert_eq!((ok.ids, ok.stops), (vec![1, 2, 3], Some(vec![4])));
+        assert_eq!(ok.batches, vec![vec![5, 6], vec![]]);
         let none: Lists = serde_json::from_str(r#"{"ids": [], "stops": null}"#).expect("null");
         assert_eq!(none.stops, None);
         for body in [
@@ -104,6 +121,8 @@ mod tests {
             r#"{"ids": [null]}"#,
             r#"{"ids": 1}"#,
             r#"{"ids": [], "stops": [-1]}"#,
+            r#"{"ids": [], "batches": [[1.5]]}"#,
+            r#"{"ids": [], "batches": [1]}"#,
         ] {
             assert!(serde_json::from_str::<Lists>(body).is_err(), "{body}");
         }

@@ -45,11 +45,7 @@ fn prepare_fields(
     request: &ChatCompletionRequest,
 ) -> Result<(validate::Limits, Option<u32>, ToolChoice), ApiError> {
     check_model(state, request.model.as_deref())?;
-    validate::messages(&request.messages)?;
-    if let Some(tools) = &request.tools {
-        validate::tools(tools)?;
-    }
-    validate::history_tool_calls(&request.messages, request.tools.as_deref())?;
+    validate::conversation(&request.messages, request.tools.as_deref())?;
     let tool_choice =
         validate::tool_choice(request.tool_choice.as_ref(), request.tools.as_deref())?;
     if tool_choice.forces_call() && state.config.tool_parser.is_none() {

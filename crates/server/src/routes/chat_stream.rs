@@ -184,7 +184,7 @@ impl ChatStream {
                 logprobs,
                 finish_reason: finish,
             }],
-            usage: None,
+            usage: self.include_usage.then_some(None),
         };
         self.queue.push_back(json_event(&chunk));
     }
@@ -198,7 +198,7 @@ impl ChatStream {
                 created: self.created,
                 model: self.state.config.served_model_name.clone(),
                 choices: Vec::new(),
-                usage: Some(std::mem::take(&mut self.usage)),
+                usage: Some(Some(std::mem::take(&mut self.usage))),
             };
             self.queue.push_back(json_event(&chunk));
         }

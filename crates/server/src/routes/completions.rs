@@ -243,11 +243,11 @@ impl TextCompletion {
             created: self.created,
             model: self.state.config.served_model_name.clone(),
             choices,
-            usage: Some(self.usage),
+            usage: Some(Some(self.usage)),
         })
     }
 
-    fn chunk(&self, choices: Vec<CompletionChoice>, usage: Option<Usage>) -> Event {
+    fn chunk(&self, choices: Vec<CompletionChoice>, usage: Option<Option<Usage>>) -> Event {
         let chunk = CompletionResponse {
             id: self.id.clone(),
             object: "text_completion".into(),
@@ -301,7 +301,8 @@ fn stream(
                                 || choice.finish_reason.is_some()
                                 || choice.logprobs.is_some() =>
                         {
-                            queue.push_back(c.chunk(vec![choice], None));
+                            let usage = include_usage.then_some(None);
+                            queue.push_back(c.chunk(vec![choice], usage));
                         }
                         Ok(_) => {}
                         Err(error) => {
@@ -314,7 +315,7 @@ fn stream(
                     None => {
                         if include_usage {
                             let usage = std::mem::take(&mut c.usage);
-                            queue.push_back(c.chunk(Vec::new(), Some(usage)));
+                            queue.push_back(c.chunk(Vec::new(), Some(Some(usage))));
                         }
                         queue.push_back(Event::default().data("[DONE]"));
                         closed = true;

@@ -202,6 +202,10 @@ async fn tool_call_and_reasoning_streamed() {
     let usage = &chunks.last().unwrap()["usage"];
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 3);
     assert!(usage["completion_tokens"].as_u64().unwrap() > 10);
+    // include_usage: every other chunk says `"usage": null` (OpenAI's stream shape).
+    for chunk in &chunks[..chunks.len() - 1] {
+        assert_eq!(chunk.get("usage"), Some(&Value::Null), "{chunk}");
+    }
 }
 
 #[tokio::test]

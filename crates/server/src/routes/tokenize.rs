@@ -33,10 +33,8 @@ pub async fn tokenize(
         let prompt = match (request.prompt, request.messages) {
             (Some(prompt), None) => prompt,
             (None, Some(messages)) => {
-                validate::messages(&messages)?;
-                if let Some(tools) = &request.tools {
-                    validate::tools(tools)?;
-                }
+                // The same checks as chat: /tokenize must not render what chat would refuse.
+                validate::conversation(&messages, request.tools.as_deref())?;
                 template
                     .render(&ChatInput {
                         messages: &messages,
