@@ -278,7 +278,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="qwen3.5-35b-a3b")
     ap.add_argument("--num-layers", type=int, default=None)
-    ap.add_argument("--runs", default="1024:1,8,32,64;32768:1", help="context:batches;...")
+    ap.add_argument("--runs", default="1024:1,8,32,128;32768:1", help="context:batches;...")
     ap.add_argument("--steps", type=int, default=64, help="decode steps timed per batch size")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--bandwidth-gib", type=float, default=4.0)

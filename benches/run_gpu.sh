@@ -4,7 +4,7 @@
 OUT=${1:-benches/results}
 M=qwen3.5-35b-a3b
 timeout 120 python3 benches/profile_decode.py --model $M --out "$OUT" 2>&1 | grep -v Warn | sed -n 3,24p
-timeout 140 python3 benches/decode.py --model $M --runs '1024:1,8,32;32768:1' --steps 48 --hf-peer --out "$OUT" 2>&1 | grep -v Warn | tail -14
+timeout 200 python3 benches/decode.py --model $M --runs '1024:1,8,32,128;32768:1' --steps 48 --hf-peer --out "$OUT" 2>&1 | grep -v Warn | tail -14
 # A 20-layer slice: 16 users' KV and recurrent state must fit beside the weights on 80 GB.
 # At 16 users the 2026-11-22 run's hit rate fell to 3%: state slots were capped at 5 per sequence
 # (80), too few for 16 conversations' checkpoints, so the LRU evicted each one's before its next
