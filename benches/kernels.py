@@ -14,11 +14,9 @@ they share (shapes, timers, rows) in ``kernels_common.py``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import json
 import os
-import subprocess
 import traceback
 from pathlib import Path
 
@@ -44,6 +42,7 @@ from kernels_common import (
     row,
 )
 from kernels_gdn import bench_gdn_chunked, bench_gdn_decode, profile_gdn
+from report import environment
 from tokenspeed.kernels import reference as ref
 
 
@@ -378,11 +377,7 @@ def main() -> None:
         except Exception:
             traceback.print_exc()
             ROWS.append({"kernel": name, "error": traceback.format_exc(limit=2)})
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    meta = {"device": torch.cuda.get_device_name(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "commit": commit or "unknown", "torch": torch.__version__, **BOUNDS}  # fmt: skip
+    meta = {**environment(torch.device("cuda")), **BOUNDS}  # TS_COMMIT names the tree
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = meta["date"][:10] + (f"-{'-'.join(args.only)}" if args.only else "")
     (args.out / f"kernels-{stamp}.json").write_text(
