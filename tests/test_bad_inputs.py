@@ -151,6 +151,22 @@ CASES = [
          "tools": TOOLS, "messages": [*_user("weather?"), {"role": "assistant", "content": "",
          "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "launch_rocket",
          "arguments": "{}"}}]}]}, 400, INVALID, "launch_rocket"),
+    # Output-shaping fields TokenSpeed does not implement: refused, never silently ignored.
+    Case("response_format json_object", "POST", CHAT,
+         {**OK_CHAT, "response_format": {"type": "json_object"}}, 400, INVALID, "response_format"),
+    Case("response_format json_schema", "POST", COMPLETIONS, {**OK_TEXT, "response_format": {
+         "type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, 400, INVALID,
+         "response_format"),
+    Case("logit_bias", "POST", CHAT, {**OK_CHAT, "logit_bias": {"42": -100}}, 400, INVALID,
+         "logit_bias"),
+    Case("vLLM guided_json", "POST", COMPLETIONS, {**OK_TEXT, "guided_json": {"type": "object"}},
+         400, INVALID, "guided_json"),
+    Case("suffix", "POST", COMPLETIONS, {**OK_TEXT, "suffix": "end"}, 400, INVALID, "suffix"),
+    Case("best_of above n", "POST", COMPLETIONS, {**OK_TEXT, "best_of": 3}, 400, INVALID,
+         "best_of"),
+    Case("neutral forms of the refused fields are fine", "POST", CHAT, {**OK_CHAT,
+         "response_format": {"type": "text"}, "logit_bias": {}, "modalities": ["text"],
+         "parallel_tool_calls": False, "guided_json": None}, 200, None),
     # Logprobs.
     Case("top_logprobs above 20", "POST", CHAT, {**OK_CHAT, "logprobs": True,
          "top_logprobs": 21}, 400, INVALID, "top_logprobs"),

@@ -6,7 +6,7 @@ Afterwards the server is healthy, idle, logged no panic, and still answers a val
 Generation is derandomized (the same cases every run, so CI cannot flake) and `max_tokens`,
 `n` and friends are clamped so that a generated request costs a few decode steps on the CPU.
 The document's loose parts (messages are "objects"; sampling ranges are only in the field
-descriptions) are tightened here to what the descriptions say, so that valid ("positive")
+descriptions; refused fields are only neutral when null or empty) are tightened here to what the descriptions say, so that valid ("positive")
 cases reach generation instead of stopping at validation, and invalid ("negative") cases
 probe the ranges.
 """
@@ -81,6 +81,9 @@ def _tighten(doc: dict[str, Any]) -> dict[str, Any]:
             if messages is not None:
                 messages["items"] = MESSAGE
                 messages["minItems"] = 1
+    # Refused unless neutral (see UnsupportedFields): valid cases send null, invalid ones probe.
+    for prop in schemas["UnsupportedFields"]["properties"].values():
+        prop["type"] = "null"
     for schema in schemas.values():
         for part in [schema, *schema.get("allOf", [])]:
             props = part.get("properties", {})

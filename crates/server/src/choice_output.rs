@@ -48,6 +48,10 @@ pub struct ChoiceOutput {
     pub reasoning_tokens: usize,
     /// A tool call was started.
     pub made_tool_call: bool,
+    /// `parallel_tool_calls: false`: the choice ends when its first call closes.
+    single_call: bool,
+    /// With `single_call`, the first call closed: nothing more is released.
+    call_done: bool,
 }
 
 impl ChoiceOutput {
@@ -66,12 +70,22 @@ impl ChoiceOutput {
             completion_tokens: 0,
             reasoning_tokens: 0,
             made_tool_call: false,
+            single_call: false,
+            call_done: false,
         }
     }
 
-    /// True once a stop string matched: the choice is over (its request should be aborted).
+    /// With `single`, the choice ends when its first tool call closes (`parallel_tool_calls:
+    /// false`): later calls and text are never released, and generation stops there.
+    pub fn with_single_tool_call(mut self, single: bool) -> Self {
+        self.single_call = single;
+        self
+    }
+
+    /// True once a stop string matched or, with a single tool call, that call closed: the
+    /// choice is over (its request should be aborted).
     pub fn stopped(&self) -> bool {
-        self.stop.is_stopped()
+        self.stop.is_stopped() || self.call_done
     }
 
     /// Feeds one generated token; tokens after a stop string are ignored.
@@ -165,10 +179,14 @@ impl ChoiceOutput {
         }
         let mut piece = Piece::default();
         for event in events {
+            if self.call_done {
+                break;
+            }
             match event {
                 ToolCallEvent::Content(text) => piece.content.push_str(&text),
                 other => {
                     self.made_tool_call |= matches!(other, ToolCallEvent::Start { .. });
+                    self.call_done = self.single_call && matches!(other, ToolCallEvent::End { .. });
                     piece.calls.push(other);
                 }
             }

@@ -34,6 +34,7 @@ pub mod template;
 pub mod tokenizer;
 pub mod tokenizer_segments;
 pub mod tool_parser;
+pub mod unsupported;
 pub mod validate;
 
 mod pyfmt;

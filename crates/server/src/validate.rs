@@ -88,6 +88,7 @@ pub fn limits(fields: &SamplingFields, max_tokens: Option<i64>) -> Result<Limits
             format!("{n} is not in [1, {MAX_N}]"),
         ));
     }
+    crate::unsupported::check(&fields.unsupported, n)?;
     let max_tokens = match max_tokens {
         Some(m) if m < 1 => {
             return Err(ApiError::invalid("max_tokens", format!("{m} must be >= 1")))

@@ -26,6 +26,8 @@ pub struct ChatCompletionRequest {
     /// the last two force a call by opening it in the prompt (no reasoning then).
     #[schema(value_type = Option<ToolChoiceSchema>)]
     pub tool_choice: Option<Json>,
+    /// `false`: at most one tool call; generation ends when it closes (default `true`).
+    pub parallel_tool_calls: Option<bool>,
     /// Most tokens to generate (default: up to the context length).
     #[serde(default, deserialize_with = "super::lenient::opt_int")]
     pub max_tokens: Option<i64>,

@@ -1,6 +1,7 @@
 //! Types shared by chat and text completions.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 use utoipa::ToSchema;
 
 /// `stop`: one string or a list of strings.
@@ -71,6 +72,53 @@ pub struct SamplingFields {
     pub stream: bool,
     /// Streaming options.
     pub stream_options: Option<StreamOptions>,
+    /// OpenAI / vLLM fields that would change the output and are not implemented: refused
+    /// with a 400 naming the field rather than silently ignored.
+    #[serde(flatten)]
+    pub unsupported: UnsupportedFields,
+}
+
+/// Output-shaping fields TokenSpeed does not implement. Each is accepted only in its
+/// neutral form (absent, null, empty, `{"type": "text"}`, `["text"]`); anything else is a
+/// 400 naming the field, so a client never gets unconstrained output it did not ask for.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct UnsupportedFields {
+    /// Structured output: only `{"type": "text"}` (`json_object` / `json_schema`: 400).
+    #[schema(value_type = Option<Object>)]
+    pub response_format: Option<Json>,
+    /// Token biases: only empty.
+    #[schema(value_type = Option<Object>)]
+    pub logit_bias: Option<Json>,
+    /// vLLM guided decoding: not supported (400 unless null).
+    #[schema(value_type = Option<Object>)]
+    pub guided_json: Option<Json>,
+    /// vLLM guided decoding: not supported (400 unless null).
+    #[schema(value_type = Option<String>)]
+    pub guided_regex: Option<Json>,
+    /// vLLM guided decoding: not supported (400 unless null).
+    #[schema(value_type = Option<Vec<String>>)]
+    pub guided_choice: Option<Json>,
+    /// vLLM guided decoding: not supported (400 unless null).
+    #[schema(value_type = Option<String>)]
+    pub guided_grammar: Option<Json>,
+    /// vLLM structured outputs: not supported (400 unless null).
+    #[schema(value_type = Option<Object>)]
+    pub structured_outputs: Option<Json>,
+    /// Text after the completion: only empty.
+    #[schema(value_type = Option<String>)]
+    pub suffix: Option<Json>,
+    /// Server-side best-of sampling: only absent, null or equal to `n`.
+    #[schema(value_type = Option<u32>)]
+    pub best_of: Option<Json>,
+    /// Output modalities: only `["text"]`.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub modalities: Option<Json>,
+    /// Audio output: not supported (400 unless null).
+    #[schema(value_type = Option<Object>)]
+    pub audio: Option<Json>,
+    /// Predicted output: not supported (400 unless null).
+    #[schema(value_type = Option<Object>)]
+    pub prediction: Option<Json>,
 }
 
 /// Prompt token details.

@@ -36,6 +36,8 @@ pub(super) struct PreparedChat {
     /// A forced tool-call opening appended to the prompt (`tool_choice` required or named):
     /// the parsers see it as the start of the answer.
     pub forced_opening: Option<String>,
+    /// `parallel_tool_calls: false`: each choice ends when its first call closes.
+    pub single_tool_call: bool,
     pub stream: bool,
     pub include_usage: bool,
 }
@@ -103,6 +105,7 @@ async fn prepare(
         messages,
         tools,
         chat_template_kwargs,
+        parallel_tool_calls,
         sampling,
         ..
     } = request;
@@ -146,6 +149,7 @@ async fn prepare(
             tools
         },
         forced_opening: forced,
+        single_tool_call: parallel_tool_calls == Some(false),
         stream: sampling.stream,
         include_usage: sampling.stream_options.is_some_and(|o| o.include_usage),
     })
@@ -173,6 +177,7 @@ pub(super) fn choice_output(
         reasoning,
         tools,
     )
+    .with_single_tool_call(prepared.single_tool_call)
 }
 
 /// Creates a chat completion.

@@ -208,6 +208,76 @@ async fn tool_call_and_reasoning_streamed() {
     }
 }
 
+/// Two calls in one answer, then trailing text.
+const TWO_CALLS: &str = "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n\
+    </parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=get_weather>\n\
+    <parameter=city>\nRome\n</parameter>\n</function>\n</tool_call>";
+
+#[tokio::test]
+async fn parallel_tool_calls_false_ends_the_choice_at_its_first_call() {
+    let tokens = |text: &str| byte_level_tokenizer().encode(text, false).unwrap().len();
+    // The first call is complete at its `</function>`, ends at its `</tool_call>`.
+    let upto = |end: &str| tokens(&TWO_CALLS[..TWO_CALLS.find(end).unwrap() + end.len()]);
+    let (call_complete, call_end) = (upto("</function>"), upto("</tool_call>"));
+    for (parallel, stream) in [(None, false), (Some(false), false), (Some(false), true)] {
+        let generator = Arc::new(Scripted::new(&byte_level_tokenizer(), TWO_CALLS));
+        let app = app(Arc::clone(&generator), ServerConfig::default());
+        let mut body = chat_body(stream);
+        body["chat_template_kwargs"] = json!({"enable_thinking": false});
+        if let Some(parallel) = parallel {
+            body["parallel_tool_calls"] = json!(parallel);
+        }
+        let (status, text) = send(&app, post("/v1/chat/completions", body)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let (cities, finish, usage) = if stream {
+            let chunks = sse_payloads(&text);
+            let mut arguments = String::new();
+            let mut finish = Vec::new();
+            for choice in chunks.iter().filter_map(|c| c["choices"].get(0)) {
+                for call in choice["delta"]["tool_calls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    assert_eq!(call["index"], 0, "a second call was streamed: {call}");
+                    arguments += call["function"]["arguments"].as_str().unwrap();
+                }
+                finish.extend(choice["finish_reason"].as_str().map(str::to_string));
+            }
+            let args: Value = serde_json::from_str(&arguments).unwrap();
+            let usage = chunks.last().unwrap()["usage"].clone();
+            (vec![args["city"].clone()], finish, usage)
+        } else {
+            let body: Value = serde_json::from_str(&text).unwrap();
+            let choice = &body["choices"][0];
+            let calls = choice["message"]["tool_calls"].as_array().unwrap().clone();
+            let cities = calls
+                .iter()
+                .map(|c| {
+                    let args = c["function"]["arguments"].as_str().unwrap();
+                    serde_json::from_str::<Value>(args).unwrap()["city"].clone()
+                })
+                .collect();
+            let finish = vec![choice["finish_reason"].as_str().unwrap().to_string()];
+            (cities, finish, body["usage"].clone())
+        };
+        assert_eq!(finish, vec!["tool_calls"]);
+        let completion = usage["completion_tokens"].as_u64().unwrap() as usize;
+        if parallel == Some(false) {
+            assert_eq!(cities, vec![json!("Paris")]);
+            // Generation was stopped where the first call closed, before the second began.
+            assert!(
+                (call_complete..=call_end).contains(&completion),
+                "{completion}"
+            );
+            assert_eq!(generator.aborted.lock().unwrap().len(), 1);
+        } else {
+            assert_eq!(cities, vec![json!("Paris"), json!("Rome")]);
+            assert_eq!(completion, tokens(TWO_CALLS));
+        }
+    }
+}
+
 #[tokio::test]
 async fn full_admission_is_429_and_a_dropped_stream_aborts() {
     let mut scripted = Scripted::new(&byte_level_tokenizer(), "hello");
