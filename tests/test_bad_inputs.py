@@ -151,13 +151,22 @@ CASES = [
          "tools": TOOLS, "messages": [*_user("weather?"), {"role": "assistant", "content": "",
          "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "launch_rocket",
          "arguments": "{}"}}]}]}, 400, INVALID, "launch_rocket"),
-    # Output-shaping fields TokenSpeed does not implement: refused, never silently ignored.
+    # Output-shaping fields TokenSpeed does not implement: refused, never silently ignored
+    # (logit_bias is implemented: its rows check validation).
     Case("response_format json_object", "POST", CHAT,
          {**OK_CHAT, "response_format": {"type": "json_object"}}, 400, INVALID, "response_format"),
     Case("response_format json_schema", "POST", COMPLETIONS, {**OK_TEXT, "response_format": {
          "type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, 400, INVALID,
          "response_format"),
-    Case("logit_bias", "POST", CHAT, {**OK_CHAT, "logit_bias": {"42": -100}}, 400, INVALID,
+    Case("logit_bias accepted", "POST", CHAT, {**OK_CHAT, "logit_bias": {"42": -100, "7": 2.5}},
+         200, None),
+    Case("logit_bias key not a token id", "POST", CHAT, {**OK_CHAT, "logit_bias": {"x": 1}}, 400,
+         INVALID, "logit_bias"),
+    Case("logit_bias value out of range", "POST", COMPLETIONS,
+         {**OK_TEXT, "logit_bias": {"42": 101}}, 400, INVALID, "logit_bias"),
+    Case("logit_bias token outside the vocabulary", "POST", CHAT,
+         {**OK_CHAT, "logit_bias": {str(10**9): 1}}, 400, INVALID, "vocabulary"),
+    Case("logit_bias not an object", "POST", CHAT, {**OK_CHAT, "logit_bias": [1]}, 400, INVALID,
          "logit_bias"),
     Case("vLLM guided_json", "POST", COMPLETIONS, {**OK_TEXT, "guided_json": {"type": "object"}},
          400, INVALID, "guided_json"),

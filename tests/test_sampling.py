@@ -175,6 +175,34 @@ def test_penalties_steer_greedy_like_reference(hf_and_llm):
     assert plain != out  # the penalties mattered
 
 
+def test_logit_bias_steers_greedy_like_reference(hf_and_llm):
+    hf, llm = hf_and_llm
+    prompt = fx.random_tokens(10, VOCAB, seed=5).tolist() * 2
+    plain = tokens_of(llm, [prompt], SamplingParams(temperature=0, max_tokens=8, ignore_eos=True))
+    # Push the plain path's first token down, a few others up (some enough to win sometimes),
+    # with a repetition penalty so the order (bias, then penalties, as vLLM) matters too.
+    bias = {plain[0][0]: -100.0, 11: 4.0, 200: 2.5, 317: 1.5}
+    params = SamplingParams(
+        temperature=0, max_tokens=8, ignore_eos=True, logit_bias=bias, repetition_penalty=0.7
+    )
+    got = tokens_of(llm, [prompt], params)[0]
+    out: list[int] = []
+    for _ in range(8):
+        logits = fx.hf_logits(hf, torch.tensor(prompt + out))[-1].float()
+        for token, value in bias.items():
+            logits[token] += value
+        logits = reference_penalties(logits, prompt, out, 0.0, 0.0, 0.7)
+        out.append(int(logits.argmax()))
+    assert got == out
+    assert plain[0][0] not in got and got != plain[0]
+    with pytest.raises(ValueError, match="logit_bias"):
+        SamplingParams(logit_bias={3: 101.0})
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        llm.generate(
+            prompt_token_ids=[prompt], sampling_params=SamplingParams(logit_bias={VOCAB: 1})
+        )
+
+
 def test_min_tokens_and_stop_token_ids(hf_and_llm):
     _, llm = hf_and_llm
     prompt = PROMPTS[1]

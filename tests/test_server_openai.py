@@ -210,6 +210,24 @@ def test_stop_string_cuts_the_greedy_text(client: openai.OpenAI, model: str) -> 
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+def test_logit_bias_forces_and_logprobs_stay_raw(
+    client: openai.OpenAI, model: str, server: Server
+) -> None:
+    status, tok, _ = server.request("POST", "/tokenize", {"prompt": " banana"})
+    assert status == 200 and tok["count"] == 1, tok
+    banana = tok["tokens"][0]
+    kwargs = dict(model=model, prompt="Once upon a time", max_tokens=4, temperature=0)
+    plain = client.completions.create(**kwargs).choices[0].text
+    forced = client.completions.create(**kwargs, logprobs=0, logit_bias={str(banana): 100})
+    choice = forced.choices[0]
+    assert choice.text == " banana" * 4 != plain
+    # Logprobs are the raw model's (vLLM's default), not the biased distribution's ~0.
+    assert all(lp < -1 for lp in choice.logprobs.token_logprobs), choice.logprobs
+    # Banning it changes nothing where the model did not pick it anyway.
+    banned = client.completions.create(**kwargs, logit_bias={str(banana): -100})
+    assert banned.choices[0].text == plain
+
+
 def test_logprobs(client: openai.OpenAI, model: str) -> None:
     out = client.chat.completions.create(
         model=model, messages=_user("Hi"), max_tokens=6, temperature=0, logprobs=True,

@@ -145,6 +145,9 @@ class EngineCore:
             raise ValueError(f"prompt token ids {bad[:5]} are outside the vocabulary [0, {vocab})")
         if not prompt:
             raise ValueError("the prompt is empty")
+        bad = [t for t in params.logit_bias or {} if t >= vocab]
+        if bad:
+            raise ValueError(f"logit_bias token ids {bad[:5]} are outside the vocabulary")
         max_tokens = params.max_tokens or max(1, self.max_model_len - len(prompt))
         stop_ids = list(params.stop_token_ids)
         if not params.ignore_eos:

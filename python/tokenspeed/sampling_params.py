@@ -16,7 +16,9 @@ class SamplingParams:
     on prompt and output tokens (1 disables). seed makes the request's samples reproducible.
     max_tokens / min_tokens bound the output; stop_token_ids end it (as do the model's EOS ids
     unless ignore_eos). logprobs: None for none, n >= 0 for the sampled token's logprob plus
-    the n most likely tokens' (raw model distribution).
+    the n most likely tokens' (raw model distribution). logit_bias: token id -> value in
+    [-100, 100] added to that token's logit before penalties and sampling (OpenAI's field;
+    logprobs stay those of the raw model).
     """
 
     n: int = 1
@@ -34,6 +36,7 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: int | None = None
     skip_special_tokens: bool = True
+    logit_bias: dict[int, float] | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> None:
@@ -66,6 +69,11 @@ class SamplingParams:
             bad("logprobs", "must be None or >= 0")
         if any(t < 0 for t in self.stop_token_ids):
             bad("stop_token_ids", "must be non-negative token ids")
+        bias = self.logit_bias or {}
+        if any(not isinstance(t, int) or t < 0 for t in bias):
+            bad("logit_bias", "keys must be non-negative token ids")
+        if any(not -100 <= v <= 100 for v in bias.values()):
+            bad("logit_bias", "values must be in [-100, 100]")
 
     @property
     def greedy(self) -> bool:

@@ -133,6 +133,7 @@ impl Engine {
             stop_token_ids,
             ignore_eos,
             min_tokens,
+            logit_bias: Vec::new(), // the caller's meta carries it to the executor
         };
         let submission = Submission {
             spec,

@@ -44,6 +44,11 @@ fn meta_factory(make_meta: Py<PyAny>) -> MetaFactory<Py<PyAny>> {
                     spec.max_new_tokens.into_pyobject(py)?.into_any(),
                 )?;
                 set("min_tokens", spec.min_tokens.into_pyobject(py)?.into_any())?;
+                let bias = PyDict::new(py);
+                for &(token, value) in &spec.logit_bias {
+                    bias.set_item(token, value)?;
+                }
+                set("logit_bias", bias.into_any())?;
                 set(
                     "ignore_eos",
                     spec.ignore_eos.into_pyobject(py)?.to_owned().into_any(),

@@ -24,10 +24,14 @@ pub struct RequestSpec {
     pub ignore_eos: bool,
     /// No stop token ends the request before this many tokens were generated.
     pub min_tokens: usize,
+    /// `(token id, value)` added to the logits before sampling (OpenAI `logit_bias`); only
+    /// forwarded to the executor, the scheduler never reads it.
+    pub logit_bias: Vec<(TokenId, f32)>,
 }
 
 impl RequestSpec {
-    /// A spec with default sampling, no extra stop ids, `ignore_eos = false`, `min_tokens = 0`.
+    /// A spec with default sampling, no extra stop ids, `ignore_eos = false`, `min_tokens = 0`,
+    /// no logit bias.
     pub fn new(id: RequestId, prompt: Vec<TokenId>, max_new_tokens: usize) -> Self {
         Self {
             id,
@@ -37,6 +41,7 @@ impl RequestSpec {
             stop_token_ids: Vec::new(),
             ignore_eos: false,
             min_tokens: 0,
+            logit_bias: Vec::new(),
         }
     }
 }

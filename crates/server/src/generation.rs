@@ -78,6 +78,13 @@ impl Generation {
         limits: &Limits,
         logprobs: Option<u32>,
     ) -> Result<Self, ApiError> {
+        let vocab = state.tokenizer.vocab_size();
+        if let Some((bad, _)) = limits.logit_bias.iter().find(|(t, _)| *t as usize >= vocab) {
+            return Err(ApiError::invalid(
+                "logit_bias",
+                format!("token id {bad} is outside the vocabulary of {vocab}"),
+            ));
+        }
         state.generator.health().map_err(ApiError::Unavailable)?;
         let wanted = u32::try_from(choices.len()).unwrap_or(u32::MAX);
         let permit = Arc::clone(&state.admission)
@@ -99,6 +106,7 @@ impl Generation {
             spec.stop_token_ids = limits.stop_token_ids.clone();
             spec.ignore_eos = limits.ignore_eos;
             spec.min_tokens = limits.min_tokens;
+            spec.logit_bias = limits.logit_bias.clone();
             let sink = EventSink {
                 index,
                 tx: tx.clone(),

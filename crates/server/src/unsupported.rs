@@ -1,5 +1,5 @@
 //! Refusing the OpenAI / vLLM fields TokenSpeed does not implement. A client that asks for
-//! JSON output, token biases or guided decoding and silently gets free text would be worse
+//! JSON output or guided decoding and silently gets free text would be worse
 //! off than with a clear 400, so each field is accepted only in its neutral form.
 
 use serde_json::Value as Json;
@@ -25,9 +25,6 @@ pub fn check(fields: &UnsupportedFields, n: u32) -> Result<(), ApiError> {
                 ))
             }
         }
-    }
-    if present(&fields.logit_bias).is_some_and(|bias| !is_empty(bias)) {
-        return Err(refused("logit_bias", "is not supported"));
     }
     let guided = [
         ("guided_json", &fields.guided_json),
@@ -90,9 +87,9 @@ mod tests {
     fn neutral_forms_pass() {
         for body in [
             json!({}),
-            json!({"response_format": {"type": "text"}, "logit_bias": {}, "suffix": "",
+            json!({"response_format": {"type": "text"}, "suffix": "",
                    "best_of": 2, "modalities": ["text"], "guided_json": null, "audio": null}),
-            json!({"response_format": null, "logit_bias": null, "best_of": 2.0}),
+            json!({"response_format": null, "best_of": 2.0}),
         ] {
             assert_eq!(check_json(body.clone()), Ok(()), "{body}");
         }
@@ -110,7 +107,6 @@ mod tests {
                 "response_format",
             ),
             (json!({"response_format": "json"}), "response_format"),
-            (json!({"logit_bias": {"42": -100}}), "logit_bias"),
             (json!({"guided_json": {"type": "object"}}), "guided_json"),
             (json!({"guided_regex": "a+"}), "guided_regex"),
             (json!({"guided_choice": ["a", "b"]}), "guided_choice"),

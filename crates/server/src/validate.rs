@@ -33,6 +33,8 @@ pub struct Limits {
     pub n: usize,
     /// Requested output limit (`None`: up to the context length).
     pub max_tokens: Option<usize>,
+    /// `(token id, value)` pairs added to the logits (vocabulary checked by the route).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 fn check_range(name: &str, value: Option<f32>, lo: f32, hi: f32) -> Result<(), ApiError> {
@@ -136,7 +138,40 @@ pub fn limits(fields: &SamplingFields, max_tokens: Option<i64>) -> Result<Limits
         min_tokens,
         n: n as usize,
         max_tokens,
+        logit_bias: logit_bias(fields.logit_bias.as_ref())?,
     })
+}
+
+/// Most `logit_bias` entries: a bound keeps a request's sampling inputs small (OpenAI takes 300).
+pub const MAX_LOGIT_BIAS: usize = 1024;
+
+/// `logit_bias`: an object of token-id strings to numbers in [-100, 100].
+fn logit_bias(bias: Option<&Json>) -> Result<Vec<(u32, f32)>, ApiError> {
+    let map = match bias {
+        None | Some(Json::Null) => return Ok(Vec::new()),
+        Some(Json::Object(map)) => map,
+        Some(_) => return Err(ApiError::invalid("logit_bias", "must be an object")),
+    };
+    if map.len() > MAX_LOGIT_BIAS {
+        return Err(ApiError::invalid(
+            "logit_bias",
+            format!("{} entries, at most {MAX_LOGIT_BIAS}", map.len()),
+        ));
+    }
+    map.iter()
+        .map(|(key, value)| {
+            let token = key.trim().parse::<u32>().map_err(|_| {
+                ApiError::invalid("logit_bias", format!("key {key:?} is not a token id"))
+            })?;
+            match value.as_f64() {
+                Some(v) if (-100.0..=100.0).contains(&v) => Ok((token, v as f32)),
+                _ => Err(ApiError::invalid(
+                    "logit_bias",
+                    format!("value {value} for token {token} is not a number in [-100, 100]"),
+                )),
+            }
+        })
+        .collect()
 }
 
 /// The output limit of a prompt of `prompt_len` tokens: the requested one, which must fit in

@@ -198,6 +198,12 @@ class Executor:
         if banned_rows:
             batch.banned_rows = torch.tensor(banned_rows, device=dev)
             batch.banned_tokens = torch.tensor(banned_tokens, device=dev)
+        biased = [(r, s) for r, s in enumerate(states) if s and s.bias_ids]
+        if biased:
+            batch.bias_rows = torch.tensor([r for r, s in biased for _ in s.bias_ids], device=dev)
+            batch.bias_tokens = torch.tensor([t for _, s in biased for t in s.bias_ids], device=dev)
+            values = [v for _, s in biased for v in s.bias_values]
+            batch.bias_values = torch.tensor(values, dtype=torch.float32, device=dev)
         return batch
 
     def _record_penalty_tokens(
@@ -210,7 +216,7 @@ class Executor:
 
 def _graph_samples(a: dict[str, np.ndarray], states: list[RequestState | None], vocab: int) -> bool:
     """Whether the graph's own sampling (greedy / temperature) is this step's ``sample``: no
-    logprobs, min-p, top-k / top-p, penalties or min_tokens-banned stop tokens."""
+    logprobs, min-p, top-k / top-p, penalties, logit bias or min_tokens-banned stop tokens."""
     top_k = a["top_k"]
     if int(a["num_logprobs"].max(initial=-1)) >= 0 or (a["min_p"] > 0).any():
         return False
@@ -219,7 +225,9 @@ def _graph_samples(a: dict[str, np.ndarray], states: list[RequestState | None], 
     positions = a["positions"][a["logits_indices"]].astype(np.int64) + 1
     for s, pos in zip(states, positions.tolist(), strict=True):
         if s is not None and (
-            s.output_counts is not None or (s.stop_ids and pos - s.prompt_len < s.min_tokens)
+            s.output_counts is not None
+            or s.bias_ids
+            or (s.stop_ids and pos - s.prompt_len < s.min_tokens)
         ):
             return False
     return True

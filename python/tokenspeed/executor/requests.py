@@ -1,5 +1,5 @@
 """Per-request executor state: what sampling needs beyond the plan's per-row scalars
-(penalty token statistics, min_tokens stop-token masking)."""
+(penalty token statistics, min_tokens stop-token masking, logit bias)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,10 @@ class RequestState:
         self.stop_ids = meta.stop_ids
         self.prompt_mask: Tensor | None = None
         self.output_counts: Tensor | None = None
+        # Ids past the model's logits (a tokenizer larger than the head) have no logit to bias.
+        bias = {t: v for t, v in (meta.params.logit_bias or {}).items() if t < vocab}
+        self.bias_ids: list[int] = list(bias)
+        self.bias_values: list[float] = list(bias.values())
         if meta.params.has_penalties:
             prompt = torch.tensor(meta.prompt_token_ids, dtype=torch.long, device=device)
             self.prompt_mask = torch.zeros(vocab, dtype=torch.bool, device=device)

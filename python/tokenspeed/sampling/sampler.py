@@ -1,6 +1,6 @@
 """One step's sampling for every sampling row at once, on the logits' device.
 
-Order (as vLLM v1): penalties on the raw logits -> min_tokens stop-token masking -> greedy
+Order (as vLLM v1): logit bias -> penalties -> min_tokens stop-token masking -> greedy
 rows take the argmax; the others: temperature -> min-p -> top-k -> top-p -> one draw with the
 exponential-race trick (``argmax(p / q)``, ``q ~ Exp(1)``). Seeded rows draw their noise from a
 generator seeded with ``(seed, position)``, so a request's samples depend only on its seed and
@@ -29,6 +29,7 @@ class SampleBatch:
     seeds / positions (host ints): the row's seed (-1 for none) and the position of the token
     being sampled. penalty_rows: rows with penalties, with their prompt masks and output
     counts stacked ``[P, V]``. banned: (row, token ids) pairs masked to -inf (min_tokens).
+    bias: (row, token id, value) triplets added to the logits (``logit_bias``).
     num_logprobs: top logprobs to return (the widest row), -1 for none.
     """
 
@@ -46,6 +47,9 @@ class SampleBatch:
     output_counts: Tensor | None = None
     banned_rows: Tensor | None = None
     banned_tokens: Tensor | None = None
+    bias_rows: Tensor | None = None
+    bias_tokens: Tensor | None = None
+    bias_values: Tensor | None = None
     num_logprobs: int = -1
     # Host-side facts (from the plan's host arrays), so no device sync decides a branch.
     all_greedy: bool = False
@@ -66,6 +70,10 @@ def sample(
 ) -> SampleOutput:
     logits = logits.float()
     raw = logits
+    if batch.bias_rows is not None:
+        assert batch.bias_tokens is not None and batch.bias_values is not None
+        index = (batch.bias_rows, batch.bias_tokens)
+        logits = logits.index_put(index, batch.bias_values, accumulate=True)
     if batch.penalty_rows is not None:
         rows = batch.penalty_rows
         assert batch.prompt_mask is not None and batch.output_counts is not None

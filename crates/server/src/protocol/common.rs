@@ -72,6 +72,9 @@ pub struct SamplingFields {
     pub stream: bool,
     /// Streaming options.
     pub stream_options: Option<StreamOptions>,
+    /// Token id (as a string) -> value in [-100, 100] added to its logit before sampling.
+    #[schema(value_type = Option<std::collections::HashMap<String, f64>>)]
+    pub logit_bias: Option<Json>,
     /// OpenAI / vLLM fields that would change the output and are not implemented: refused
     /// with a 400 naming the field rather than silently ignored.
     #[serde(flatten)]
@@ -86,9 +89,6 @@ pub struct UnsupportedFields {
     /// Structured output: only `{"type": "text"}` (`json_object` / `json_schema`: 400).
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<Json>,
-    /// Token biases: only empty.
-    #[schema(value_type = Option<Object>)]
-    pub logit_bias: Option<Json>,
     /// vLLM guided decoding: not supported (400 unless null).
     #[schema(value_type = Option<Object>)]
     pub guided_json: Option<Json>,
