@@ -177,3 +177,25 @@ def test_greedy_tokens_are_argmax_of_uncached_recompute(batch: int) -> None:
     llm.shutdown()
     print(f"batch {batch}: worst gap between a chosen token and the recompute's argmax {worst:.4f}")
     assert worst <= TOL
+
+
+def test_logit_bias_row_samples_eagerly_beside_a_greedy_row() -> None:
+    # A biased row makes the step sample outside the graph (after its captured forward): the
+    # biased request is forced, the plain one stays the recompute's argmax.
+    g = torch.Generator().manual_seed(11)
+    prompts = [torch.randint(0, 1000, (21 + 7 * i,), generator=g).tolist() for i in range(2)]
+    llm = LLM(
+        "qwen3.5-0.8b", load_format="dummy", num_layers=4, dtype="bfloat16",
+        max_num_seqs=8, max_model_len=512, gpu_memory_utilization=0.3,
+    )  # fmt: skip
+    plain = SamplingParams(max_tokens=16, ignore_eos=True, temperature=0.0)
+    forced = SamplingParams(max_tokens=16, ignore_eos=True, temperature=0.0, logit_bias={777: 100})
+    outs = llm.generate(prompt_token_ids=prompts, sampling_params=[forced, plain])
+    assert llm.core.executor.graphs.steps_run >= 14
+    assert list(outs[0].outputs[0].token_ids) == [777] * 16
+    out = list(outs[1].outputs[0].token_ids)
+    lp = llm.core.model.logits(torch.tensor(prompts[1] + out)).float().log_softmax(-1)
+    rows = lp[len(prompts[1]) - 1 : -1]
+    chosen = rows.gather(1, torch.tensor(out, device="cuda")[:, None])[:, 0]
+    assert (rows.max(-1).values - chosen).max().item() <= TOL
+    llm.shutdown()
