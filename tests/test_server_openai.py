@@ -18,6 +18,7 @@ from typing import Any
 
 import openai
 import pytest
+import tokenspeed
 from prometheus_client.parser import text_string_to_metric_families
 from server_fixture import API_KEY, BODY_LIMIT, MAX_MODEL_LEN, Server
 
@@ -65,6 +66,11 @@ NO_THINK = {"chat_template_kwargs": {"enable_thinking": False}}
 def test_models_and_demo_banner(server: Server, client: openai.OpenAI) -> None:
     models = client.models.list().data
     assert [m.id for m in models] == ["tokenspeed-demo-qwen3.5-moe"]
+    assert client.models.retrieve(models[0].id) == models[0]
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client.models.retrieve("gpt-4o")
+    status, version, _ = server.request("GET", "/version")
+    assert status == 200 and version["version"] == tokenspeed.__version__, version
     status, body, _ = server.request("GET", "/health", key=None)
     assert (status, body) == (200, {"status": "ok"})
 

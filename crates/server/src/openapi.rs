@@ -7,7 +7,7 @@ use crate::error::{ErrorBody, ErrorResponse};
 use crate::protocol::*;
 use crate::routes::{
     __path_chat_completions, __path_completions, __path_detokenize, __path_health,
-    __path_list_models, __path_metrics, __path_tokenize,
+    __path_list_models, __path_metrics, __path_retrieve_model, __path_tokenize, __path_version,
 };
 
 /// The API description served at `/openapi.json`.
@@ -22,6 +22,8 @@ use crate::routes::{
         chat_completions,
         completions,
         list_models,
+        retrieve_model,
+        version,
         tokenize,
         detokenize,
         health,
@@ -37,6 +39,8 @@ use crate::routes::{
         CompletionResponse,
         Usage,
         ModelList,
+        ModelCard,
+        VersionResponse,
         TokenizeRequest,
         TokenizeResponse,
         DetokenizeRequest,

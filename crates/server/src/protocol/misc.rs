@@ -87,3 +87,10 @@ pub struct HealthResponse {
     /// `ok`.
     pub status: String,
 }
+
+/// `GET /version` result (vLLM's shape).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VersionResponse {
+    /// The server's version.
+    pub version: String,
+}

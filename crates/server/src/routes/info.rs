@@ -1,13 +1,15 @@
-//! `GET /v1/models`, `/health`, `/metrics` and `/openapi.json`.
+//! `GET /v1/models`, `/v1/models/{model}`, `/version`, `/health`, `/metrics` and
+//! `/openapi.json`.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::Json;
 use utoipa::OpenApi;
 
+use super::common::check_model;
 use crate::error::{ApiError, ErrorResponse};
-use crate::protocol::{HealthResponse, ModelCard, ModelList};
+use crate::protocol::{HealthResponse, ModelCard, ModelList, VersionResponse};
 use crate::state::AppState;
 
 /// Lists the served model.
@@ -17,13 +19,42 @@ use crate::state::AppState;
 pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
     Json(ModelList {
         object: "list".into(),
-        data: vec![ModelCard {
-            id: state.config.served_model_name.clone(),
-            object: "model".into(),
-            created: state.created,
-            owned_by: "tokenspeed".into(),
-            max_model_len: state.config.max_model_len,
-        }],
+        data: vec![model_card(&state)],
+    })
+}
+
+/// Describes the served model (OpenAI's "retrieve model"); any other name is a 404.
+#[utoipa::path(get, path = "/v1/models/{model}",
+    params(("model" = String, Path, description = "The model's id")),
+    responses((status = 200, body = ModelCard),
+    (status = 401, description = "Bad API key", body = ErrorResponse),
+    (status = 404, description = "Unknown model", body = ErrorResponse),
+    (status = 503, description = "Server shutting down", body = ErrorResponse)))]
+pub async fn retrieve_model(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<ModelCard>, ApiError> {
+    check_model(&state, Some(&model))?;
+    Ok(Json(model_card(&state)))
+}
+
+fn model_card(state: &AppState) -> ModelCard {
+    ModelCard {
+        id: state.config.served_model_name.clone(),
+        object: "model".into(),
+        created: state.created,
+        owned_by: "tokenspeed".into(),
+        max_model_len: state.config.max_model_len,
+    }
+}
+
+/// The server's version (the `tokenspeed-server` crate's, which the wheel shares).
+#[utoipa::path(get, path = "/version", responses((status = 200, body = VersionResponse),
+    (status = 401, description = "Bad API key", body = ErrorResponse),
+    (status = 503, description = "Server shutting down", body = ErrorResponse)))]
+pub async fn version() -> Json<VersionResponse> {
+    Json(VersionResponse {
+        version: env!("CARGO_PKG_VERSION").into(),
     })
 }
 

@@ -22,7 +22,9 @@ use crate::state::AppState;
 
 pub use chat::__path_chat_completions;
 pub use completions::__path_completions;
-pub use info::{__path_health, __path_list_models, __path_metrics};
+pub use info::{
+    __path_health, __path_list_models, __path_metrics, __path_retrieve_model, __path_version,
+};
 pub use tokenize::{__path_detokenize, __path_tokenize};
 
 /// The full API over `state`: OpenAI routes and operational routes. With an API key, every
@@ -33,10 +35,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/models", get(info::list_models))
+        .route("/v1/models/{model}", get(info::retrieve_model))
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize));
     let mut operations = Router::new()
         .route("/health", get(info::health))
+        .route("/version", get(info::version))
         .route("/metrics", get(info::metrics))
         .route("/openapi.json", get(info::openapi));
     if std::env::var_os("TOKENSPEED_DEBUG_ROUTES").is_some_and(|v| v == "1") {
