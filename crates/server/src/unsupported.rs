@@ -1,6 +1,6 @@
 //! Refusing the OpenAI / vLLM fields TokenSpeed does not implement. A client that asks for
-//! JSON output or guided decoding and silently gets free text would be worse
-//! off than with a clear 400, so each field is accepted only in its neutral form.
+//! JSON output or guided decoding and silently gets free text is worse off than with a clear
+//! 400, so each field is accepted only in its neutral form.
 
 use serde_json::Value as Json;
 
