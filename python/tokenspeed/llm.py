@@ -10,6 +10,7 @@ import torch
 
 from tokenspeed import _core
 from tokenspeed.engine import EngineArgs, EngineCore
+from tokenspeed.generation_config import default_sampling
 from tokenspeed.outputs import CompletionOutput, RequestOutput
 from tokenspeed.sampling_params import SamplingParams
 
@@ -21,7 +22,9 @@ class LLM:
 
     Without a ``tokenizer.json`` in the model directory, pass ``prompt_token_ids`` (outputs
     then have empty ``text``). ``model`` may also name a preset (``tokenspeed.presets``) run
-    with ``load_format="dummy"``; ``num_layers`` runs only the first N layers (dummy only)."""
+    with ``load_format="dummy"``; ``num_layers`` runs only the first N layers (dummy only).
+    ``generation_config``: where :meth:`get_default_sampling_params` comes from (``auto``: the
+    model's ``generation_config.json``, ``vllm``: plain defaults, or a directory)."""
 
     def __init__(
         self,
@@ -42,6 +45,7 @@ class LLM:
         num_layers: int | None = None,
         enforce_eager: bool = False,
         chat_template: str | Path | None = None,
+        generation_config: str = "auto",
     ) -> None:
         args = EngineArgs(
             model=str(model), dtype=dtype, device=device,
@@ -52,6 +56,8 @@ class LLM:
             gpu_memory_utilization=gpu_memory_utilization, seed=seed, num_layers=num_layers,
             enforce_eager=enforce_eager,
         )  # fmt: skip
+        model_dir = Path(model) if Path(model).is_dir() else None
+        self._default_sampling = default_sampling(model_dir, generation_config)
         self.core = EngineCore(args)
         # The server's Rust tokenizer and chat-template renderer: offline prompts are built
         # exactly as served ones.
@@ -71,7 +77,7 @@ class LLM:
         """Runs every prompt to completion; outputs are in input order."""
         texts, token_lists = self._prompts(prompts, prompt_token_ids)
         if sampling_params is None:
-            sampling_params = SamplingParams()
+            sampling_params = self.get_default_sampling_params()
         params = (
             sampling_params
             if isinstance(sampling_params, list)
@@ -86,6 +92,10 @@ class LLM:
         ):
             results.append(self._wait(rid, stream, text, tokens, p))
         return results
+
+    def get_default_sampling_params(self) -> SamplingParams:
+        """SamplingParams with the model's generation-config defaults (vLLM's method)."""
+        return SamplingParams(**self._default_sampling)  # type: ignore[arg-type]
 
     def chat(
         self,

@@ -11,6 +11,7 @@ from typing import Any
 from tokenspeed import _core
 from tokenspeed.engine import EngineArgs, EngineCore
 from tokenspeed.executor import RequestMeta
+from tokenspeed.generation_config import default_sampling
 from tokenspeed.presets import is_preset
 from tokenspeed.sampling_params import SamplingParams
 
@@ -35,6 +36,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--page-size", type=int, default=64, help="tokens per KV-cache page")
     add("--tool-call-parser", default="auto", help="auto, qwen3_coder, hermes or none")
     add("--reasoning-parser", default="auto", help="auto, qwen3 or none")
+    add(
+        "--generation-config",
+        default="auto",
+        help="default sampling for omitted request fields: 'auto' (the model's "
+        "generation_config.json), 'vllm' (temperature 1, no truncation) or a directory",
+    )
     add("--chat-template", default=None, help="a Jinja chat template file to use instead")
     add("--api-key", default=None, help="require `Authorization: Bearer KEY`")
     add("--max-pending-requests", type=int, default=1024, help="beyond this, answer 429")
@@ -119,6 +126,14 @@ def serve(args: argparse.Namespace) -> int:
     else:
         model_dir = Path(args.model)
         name = args.served_model_name or model_dir.name
+    try:
+        defaults = default_sampling(model_dir, args.generation_config)
+    except ValueError as e:
+        print(f"tokenspeed: {e}", file=sys.stderr, flush=True)
+        return 2
+    if defaults:
+        print(f"tokenspeed: default sampling from generation_config.json: {defaults}",
+              file=sys.stderr, flush=True)  # fmt: skip
     eager = {"enforce_eager": True} if args.enforce_eager else {}
     core = EngineCore(
         EngineArgs(
@@ -164,6 +179,7 @@ def serve(args: argparse.Namespace) -> int:
             max_pending=args.max_pending_requests,
             max_body_bytes=args.max_request_bytes,
             shutdown_timeout=args.shutdown_timeout,
+            default_sampling=defaults,
         )
     except KeyboardInterrupt:  # SIGINT is also seen by Python once the server returned
         pass

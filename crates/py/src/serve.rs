@@ -1,6 +1,7 @@
 //! `tokenspeed._core.serve`: runs the OpenAI-compatible HTTP server in this process over an
 //! engine built from Python, until SIGINT/SIGTERM.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tokenspeed_scheduler::RequestSpec;
+use tokenspeed_scheduler::{RequestSpec, SamplingParams};
 use tokenspeed_server::tool_parser::ToolParserKind;
 use tokenspeed_server::{EngineGenerator, Generator, MetaFactory, ServerBuilder, ServerConfig};
 
@@ -67,6 +68,30 @@ fn meta_factory(make_meta: Py<PyAny>) -> MetaFactory<Py<PyAny>> {
     })
 }
 
+/// The server's defaults for omitted sampling fields, from `{field: value}` (the model's
+/// generation config); unknown fields are an error, not ignored.
+fn sampling_defaults(fields: HashMap<String, f64>) -> PyResult<SamplingParams> {
+    let mut params = SamplingParams::default();
+    for (name, value) in fields {
+        let v = value as f32;
+        match name.as_str() {
+            "temperature" => params.temperature = v,
+            "top_p" => params.top_p = v,
+            "top_k" => params.top_k = if value > 0.0 { value as u32 } else { 0 },
+            "min_p" => params.min_p = v,
+            "repetition_penalty" => params.repetition_penalty = v,
+            "presence_penalty" => params.presence_penalty = v,
+            "frequency_penalty" => params.frequency_penalty = v,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "default_sampling: unknown field '{other}'"
+                )))
+            }
+        }
+    }
+    Ok(params)
+}
+
 /// Serves `engine` (which the server takes over) over HTTP until SIGINT/SIGTERM, then drains
 /// for up to `shutdown_timeout` seconds (new requests get 503; requests still running then
 /// end with an error).
@@ -75,7 +100,7 @@ fn meta_factory(make_meta: Py<PyAny>) -> MetaFactory<Py<PyAny>> {
 #[pyo3(signature = (engine, make_meta, *, model_dir, model_type, host="127.0.0.1".to_string(),
     port=8000, served_model_name, max_model_len, api_key=None, tool_call_parser="auto".to_string(),
     reasoning_parser="auto".to_string(), chat_template=None, max_pending=1024,
-    max_body_bytes=32 << 20, shutdown_timeout=30.0))]
+    max_body_bytes=32 << 20, shutdown_timeout=30.0, default_sampling=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn serve(
     py: Python<'_>,
@@ -94,6 +119,7 @@ pub fn serve(
     max_pending: usize,
     max_body_bytes: usize,
     shutdown_timeout: f64,
+    default_sampling: Option<HashMap<String, f64>>,
 ) -> PyResult<()> {
     let drain_timeout = std::time::Duration::try_from_secs_f64(shutdown_timeout)
         .map_err(|e| PyValueError::new_err(format!("shutdown_timeout: {e}")))?;
@@ -119,6 +145,7 @@ pub fn serve(
         reasoning,
         max_body_bytes,
         max_pending,
+        default_sampling: sampling_defaults(default_sampling.unwrap_or_default())?,
     };
     let generator = Arc::new(EngineGenerator::new(
         engine.take()?,

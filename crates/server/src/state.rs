@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use tokenspeed_scheduler::SamplingParams;
 use tokio::sync::Semaphore;
 
 use crate::generator::Generator;
@@ -33,6 +34,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Generations (choices) admitted at once, running or queued; more get 429.
     pub max_pending: usize,
+    /// Sampling for the fields a request omits (vLLM's `--generation-config auto`: the
+    /// model's `generation_config.json` temperature / top-p / top-k / min-p / repetition).
+    pub default_sampling: SamplingParams,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -45,6 +49,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("reasoning", &self.reasoning)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_pending", &self.max_pending)
+            .field("default_sampling", &self.default_sampling)
             .finish()
     }
 }
@@ -59,6 +64,7 @@ impl Default for ServerConfig {
             reasoning: true,
             max_body_bytes: 32 << 20,
             max_pending: 1024,
+            default_sampling: SamplingParams::default(),
         }
     }
 }

@@ -47,8 +47,13 @@ fn check_range(name: &str, value: Option<f32>, lo: f32, hi: f32) -> Result<(), A
     }
 }
 
-/// Checks the shared sampling fields; `max_tokens` is the route's resolved field.
-pub fn limits(fields: &SamplingFields, max_tokens: Option<i64>) -> Result<Limits, ApiError> {
+/// Checks the shared sampling fields; `max_tokens` is the route's resolved field and
+/// `defaults` fill the sampling fields the request omits.
+pub fn limits(
+    fields: &SamplingFields,
+    max_tokens: Option<i64>,
+    defaults: &SamplingParams,
+) -> Result<Limits, ApiError> {
     check_range("temperature", fields.temperature, 0.0, 2.0)?;
     check_range("min_p", fields.min_p, 0.0, 1.0)?;
     check_range("presence_penalty", fields.presence_penalty, -2.0, 2.0)?;
@@ -70,7 +75,8 @@ pub fn limits(fields: &SamplingFields, max_tokens: Option<i64>) -> Result<Limits
         }
     }
     let top_k = match fields.top_k {
-        None | Some(-1) | Some(0) => 0,
+        None => defaults.top_k,
+        Some(-1) | Some(0) => 0,
         Some(k) if k > 0 => u32::try_from(k).unwrap_or(u32::MAX),
         Some(k) => {
             return Err(ApiError::invalid(
@@ -120,16 +126,19 @@ pub fn limits(fields: &SamplingFields, max_tokens: Option<i64>) -> Result<Limits
             ));
         }
     }
-    let defaults = SamplingParams::default();
     Ok(Limits {
         sampling: SamplingParams {
             temperature: fields.temperature.unwrap_or(defaults.temperature),
             top_p: fields.top_p.unwrap_or(defaults.top_p),
             top_k,
             min_p: fields.min_p.unwrap_or(defaults.min_p),
-            presence_penalty: fields.presence_penalty.unwrap_or(0.0),
-            frequency_penalty: fields.frequency_penalty.unwrap_or(0.0),
-            repetition_penalty: fields.repetition_penalty.unwrap_or(1.0),
+            presence_penalty: fields.presence_penalty.unwrap_or(defaults.presence_penalty),
+            frequency_penalty: fields
+                .frequency_penalty
+                .unwrap_or(defaults.frequency_penalty),
+            repetition_penalty: fields
+                .repetition_penalty
+                .unwrap_or(defaults.repetition_penalty),
             seed,
         },
         stop,
@@ -430,5 +439,36 @@ pub fn tool_choice(choice: Option<&Json>, tools: Option<&[Json]>) -> Result<Tool
             format!("function '{name}' is not in `tools`"),
         )),
         _ => Ok(parsed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(body: serde_json::Value) -> SamplingFields {
+        serde_json::from_value(body).expect("sampling fields")
+    }
+
+    #[test]
+    fn omitted_sampling_fields_take_the_server_defaults() {
+        let model = SamplingParams {
+            temperature: 0.6,
+            top_p: 0.95,
+            top_k: 20,
+            min_p: 0.05,
+            repetition_penalty: 1.1,
+            ..SamplingParams::default()
+        };
+        let omitted = limits(&fields(serde_json::json!({})), None, &model).unwrap();
+        assert_eq!(omitted.sampling, model);
+        let given = serde_json::json!({"temperature": 0.0, "top_p": 1.0, "top_k": -1,
+                                       "min_p": 0.0, "repetition_penalty": 1.0});
+        let given = limits(&fields(given), None, &model).unwrap().sampling;
+        let plain = SamplingParams::default();
+        assert_eq!((given.top_p, given.top_k, given.min_p), (1.0, 0, 0.0));
+        assert_eq!((given.temperature, given.repetition_penalty), (0.0, 1.0));
+        let none = limits(&fields(serde_json::json!({})), None, &plain).unwrap();
+        assert_eq!(none.sampling, plain);
     }
 }

@@ -32,12 +32,14 @@ pub struct StreamOptions {
     pub include_usage: bool,
 }
 
-/// Sampling fields common to both completion routes (vLLM semantics).
+/// Sampling fields common to both completion routes (vLLM semantics). An omitted field takes
+/// the server's default: the model's `generation_config.json` value where it has one
+/// (`--generation-config auto`), else the default stated here.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct SamplingFields {
-    /// Softmax temperature in [0, 2]; 0 is greedy. Default 1.
+    /// Softmax temperature in [0, 2]; 0 is greedy. Default 1 (or the model's).
     pub temperature: Option<f32>,
-    /// Nucleus sampling mass in (0, 1]. Default 1.
+    /// Nucleus sampling mass in (0, 1]. Default 1 (or the model's).
     pub top_p: Option<f32>,
     /// Keep only the k most likely tokens; 0 or -1 disables.
     #[serde(default, deserialize_with = "super::lenient::opt_int")]

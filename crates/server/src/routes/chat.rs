@@ -59,6 +59,7 @@ fn prepare_fields(
     let limits = validate::limits(
         &request.sampling,
         request.max_completion_tokens.or(request.max_tokens),
+        &state.config.default_sampling,
     )?;
     let logprobs = match (request.logprobs, request.top_logprobs) {
         (false, None) => None,

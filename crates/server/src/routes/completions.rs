@@ -71,7 +71,12 @@ pub async fn completions(
             format!("at most {MAX_TOP_LOGPROBS}"),
         ));
     }
-    let limits = validate::limits(&request.sampling, Some(request.max_tokens.unwrap_or(16)))?;
+    let max_tokens = Some(request.max_tokens.unwrap_or(16));
+    let limits = validate::limits(
+        &request.sampling,
+        max_tokens,
+        &state.config.default_sampling,
+    )?;
     let tokenizer = Arc::clone(&state.tokenizer);
     let max_model_len = state.config.max_model_len;
     let requested = limits.max_tokens;
