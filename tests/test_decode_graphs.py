@@ -9,7 +9,7 @@ import hf_fixtures as fx
 import pytest
 import torch
 from tokenspeed import LLM, SamplingParams
-from tokenspeed.sampling import SampleBatch, greedy_or_temperature, sample
+from tokenspeed.sampling import TOP_K_CAP, SampleBatch, greedy_or_temperature, sample
 
 PAGE = 16
 VOCAB = 320
@@ -47,7 +47,17 @@ CASES = {
         SamplingParams(temperature=t, seed=s, max_tokens=12, ignore_eos=True)
         for t, s in ((0.8, 1), (1.0, 2), (0.0, None), (1.3, 7), (0.5, 4))
     ],
-    # Top-k, logprobs and penalties: the step's logits, sampled by the eager sampler.
+    # Top-k rows (top-p / min-p on top), an untruncated and a greedy row: sampled in the step.
+    "top_k": [
+        SamplingParams(temperature=1.0, top_k=20, seed=3, max_tokens=12, ignore_eos=True),
+        SamplingParams(temperature=0.7, top_k=5, top_p=0.9, seed=8, max_tokens=12, ignore_eos=True),
+        SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True),
+        SamplingParams(temperature=1.2, seed=9, max_tokens=12, ignore_eos=True),
+        SamplingParams(
+            temperature=0.9, top_k=40, min_p=0.05, seed=6, max_tokens=12, ignore_eos=True
+        ),
+    ],
+    # Logprobs, penalties, top-p without top-k: the step's logits, sampled by the eager sampler.
     "eager_sampler": [
         SamplingParams(temperature=1.0, top_k=20, seed=3, max_tokens=12, ignore_eos=True),
         SamplingParams(temperature=0.0, logprobs=2, max_tokens=12, ignore_eos=True),
@@ -69,8 +79,11 @@ def test_graph_step_equals_eager(model_dir, case, overlap):
     with make_llm(model_dir, graphs=True, overlap=overlap) as llm:
         graphs = run(llm, params)
         graphs_used = llm.core.executor.graphs.steps_run
+        by_mode = llm.core.executor.graphs.steps_by_mode
     # Every decode step (11; overlap may launch one more), page-boundary GDN snapshots included.
     assert graphs_used >= 11
+    if case == "top_k":  # the truncated sampling ran inside the step
+        assert by_mode[2] >= 11, by_mode
     assert graphs == eager
     assert all(len(t) == 12 for t in graphs)
 
@@ -91,6 +104,32 @@ def test_greedy_or_temperature_is_sample():
     assert torch.equal(greedy_or_temperature(logits, temperature, None), logits.argmax(-1))
     # Sampled rows really sample: not all of them equal the argmax over 50 tokens.
     assert not torch.equal(expected[[1, 2, 3, 5]], logits.argmax(-1)[[1, 2, 3, 5]])
+
+
+def test_truncated_graph_sampling_is_sample():
+    # Rows with 1 <= top_k <= TOP_K_CAP (with top-p / min-p on top) sample from the TOP_K_CAP
+    # candidates; untruncated and greedy rows as before: every row equals the eager sampler's
+    # token for the same noise, over many random draws.
+    rows, vocab = 8, 300
+    top_k = torch.tensor([1, 5, 20, TOP_K_CAP, 0, 3, 40, 0])
+    top_p = torch.tensor([1.0, 0.9, 0.95, 0.5, 1.0, 1.0, 0.99, 1.0])
+    min_p = torch.tensor([0.0, 0.0, 0.05, 0.0, 0.0, 0.3, 0.01, 0.0])
+    temperature = torch.tensor([1.0, 0.7, 0.6, 1.5, 1.0, 1.0, 2.0, 0.0])
+    batch = SampleBatch(
+        temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+        presence=torch.zeros(rows), frequency=torch.zeros(rows), repetition=torch.ones(rows),
+        seeds=[-1] * rows, positions=[0] * rows,
+    )  # fmt: skip
+    differs = torch.zeros(rows, dtype=torch.bool)
+    for draw in range(200):
+        logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(draw)) * 2
+        noise = torch.empty(rows, vocab).exponential_(generator=torch.Generator().manual_seed(draw))
+        expected = sample(logits, batch, torch.Generator().manual_seed(draw)).tokens
+        got = greedy_or_temperature(logits, temperature, noise, (top_k, top_p, min_p))
+        assert torch.equal(got, expected), (draw, got, expected)
+        differs |= got != logits.argmax(-1)
+    assert differs[[1, 2, 3, 4, 6]].all()  # those rows really sample
+    assert not differs[[0, 7]].any()  # top_k 1 and greedy are the argmax
 
 
 def test_snapshots_taken_in_graph_steps_serve_later_prefix_hits(model_dir):

@@ -141,7 +141,7 @@ def _generate(enforce_eager: bool, prompts: list[list[int]]) -> tuple[LLM, list[
     # at start-up: capturing on first use would stall a live step.
     captured = None if graphs is None else dict(graphs.graphs)
     if graphs is not None:
-        assert set(captured) == {(s, t, c) for s in graphs.sizes for t in (0, 1) for c in (0, 1)}
+        assert set(captured) == {(s, t, c) for s in graphs.sizes for t in (0, 1, 2) for c in (0, 1)}
     params = SamplingParams(max_tokens=24, ignore_eos=True, temperature=0.0)
     outs = llm.generate(prompt_token_ids=prompts, sampling_params=params)
     if graphs is not None:

@@ -26,7 +26,7 @@ from tokenspeed.executor.step_inputs import (
     to_device,
 )
 from tokenspeed.models.qwen3_5 import Qwen3_5Model
-from tokenspeed.sampling import SampleBatch, SampleOutput, sample
+from tokenspeed.sampling import TOP_K_CAP, SampleBatch, SampleOutput, sample
 
 
 def use_triton_kernels() -> None:
@@ -93,7 +93,7 @@ class Executor:
             assert self.graphs is not None
             own = _graph_samples(a, states, self.vocab)
             if not own:
-                step.temperature = None  # the graph's logits, sampled below
+                step.temperature = step.truncation = None  # the graph's logits, sampled below
             logits, tokens = self.graphs.run(step, self.generator)
             out = SampleOutput(tokens, None, None, None)
             if not own:
@@ -156,6 +156,7 @@ class Executor:
             temperature=None if greedy else temperature.astype(np.float32),
             seeds=a["seed"].tolist(),
             sample_positions=(a["positions"].astype(np.int64) + 1).tolist(),
+            truncation=None if greedy else _truncation(a, self.vocab),
         )
 
     # ---- sampling inputs --------------------------------------------------------------------
@@ -214,13 +215,32 @@ class Executor:
                 s.record(tokens[r : r + 1])
 
 
+def _top_k(a: dict[str, np.ndarray], vocab: int) -> np.ndarray:
+    """Per-row top-k with "keep everything" as 0 (0, -1 and k >= vocab all mean it)."""
+    top_k = a["top_k"].astype(np.int64)
+    return np.where((top_k <= 0) | (top_k >= vocab), 0, top_k)
+
+
+def _truncation(
+    a: dict[str, np.ndarray], vocab: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The graph's per-row ``(top_k, top_p, min_p)`` when some sampled row has a top-k."""
+    top_k = _top_k(a, vocab)
+    sampled = a["temperature"] >= 1e-5
+    if not (sampled & (top_k > 0)).any():
+        return None
+    return top_k, a["top_p"].astype(np.float32), a["min_p"].astype(np.float32)
+
+
 def _graph_samples(a: dict[str, np.ndarray], states: list[RequestState | None], vocab: int) -> bool:
-    """Whether the graph's own sampling (greedy / temperature) is this step's ``sample``: no
-    logprobs, min-p, top-k / top-p, penalties, logit bias or min_tokens-banned stop tokens."""
-    top_k = a["top_k"]
-    if int(a["num_logprobs"].max(initial=-1)) >= 0 or (a["min_p"] > 0).any():
+    """Whether the graph's own sampling is this step's ``sample``: no logprobs, penalties,
+    logit bias or min_tokens-banned stop tokens, and every sampled row either untruncated or
+    with a top-k of at most TOP_K_CAP (top-p / min-p on top of it)."""
+    if int(a["num_logprobs"].max(initial=-1)) >= 0:
         return False
-    if ((top_k > 0) & (top_k < vocab)).any() or (a["top_p"] < 1).any():
+    top_k, sampled = _top_k(a, vocab), a["temperature"] >= 1e-5
+    untruncated = (top_k == 0) & (a["top_p"] >= 1) & (a["min_p"] <= 0)
+    if (sampled & ~untruncated & ((top_k == 0) | (top_k > TOP_K_CAP))).any():
         return False
     positions = a["positions"][a["logits_indices"]].astype(np.int64) + 1
     for s, pos in zip(states, positions.tolist(), strict=True):

@@ -3,6 +3,7 @@ logprobs."""
 
 from tokenspeed.sampling.penalties import apply_penalties
 from tokenspeed.sampling.sampler import (
+    TOP_K_CAP,
     SampleBatch,
     SampleOutput,
     fill_exponential_noise,
@@ -11,6 +12,7 @@ from tokenspeed.sampling.sampler import (
 )
 
 __all__ = [
+    "TOP_K_CAP",
     "SampleBatch",
     "SampleOutput",
     "apply_penalties",

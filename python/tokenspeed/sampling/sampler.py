@@ -156,15 +156,52 @@ def fill_exponential_noise(
     return noise
 
 
-def greedy_or_temperature(logits: Tensor, temperature: Tensor, noise: Tensor | None) -> Tensor:
-    """Tokens ``[R]`` of :func:`sample` for a batch without penalties, banned tokens, min-p,
-    top-k / top-p or logprobs, written with fixed shapes and no host decisions so it can be
-    captured in a CUDA graph. ``noise`` None: every row is greedy."""
+# Rows with 1 <= top_k <= this sample inside the decode graph (from the TOP_K_CAP most likely
+# tokens); a larger top_k, or top-p / min-p without top-k, samples eagerly.
+TOP_K_CAP = 64
+
+
+def greedy_or_temperature(
+    logits: Tensor,
+    temperature: Tensor,
+    noise: Tensor | None,
+    truncation: tuple[Tensor, Tensor, Tensor] | None = None,
+) -> Tensor:
+    """Tokens ``[R]`` of :func:`sample` for a batch without penalties, banned tokens or
+    logprobs, written with fixed shapes and no host decisions so it can be captured in a CUDA
+    graph. ``noise`` None: every row is greedy. ``truncation``: per-row ``(top_k, top_p,
+    min_p)`` where rows with ``1 <= top_k <= TOP_K_CAP`` are truncated and the others
+    (``top_k`` 0) must have ``top_p`` 1 and ``min_p`` 0."""
     logits = logits.float()
     tokens = logits.argmax(dim=-1)
     if noise is None:
         return tokens
     greedy = temperature < _GREEDY_EPS
     scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
-    drawn = (scaled.softmax(dim=-1) / noise).argmax(dim=-1)
+    probs = scaled.softmax(dim=-1)
+    drawn = (probs / noise).argmax(dim=-1)
+    if truncation is not None:
+        top_k, top_p, min_p = truncation
+        cut = _truncated_draw(scaled, probs, noise, top_k, top_p, min_p)
+        drawn = torch.where(top_k > 0, cut, drawn)
     return torch.where(greedy, tokens, drawn)
+
+
+def _truncated_draw(
+    scaled: Tensor, probs: Tensor, noise: Tensor, top_k: Tensor, top_p: Tensor, min_p: Tensor
+) -> Tensor:
+    """:func:`_draw`'s min-p -> top-k -> top-p -> race on the ``TOP_K_CAP`` most likely tokens,
+    which hold every token a row with ``top_k <= TOP_K_CAP`` keeps (same arithmetic as the
+    eager path, so the same tokens but for rounding at a cut boundary)."""
+    cap = min(TOP_K_CAP, scaled.shape[-1])
+    candidates, index = scaled.topk(cap, dim=-1)  # descending
+    p = probs.gather(1, index)
+    keep = ~(p < min_p[:, None] * probs.amax(dim=-1, keepdim=True))
+    keep &= torch.arange(cap, device=scaled.device)[None, :] < top_k[:, None]
+    kept = candidates.masked_fill(~keep, -torch.inf).softmax(dim=-1)
+    # vLLM's top-p: drop the low tail (ascending cumulative mass <= 1 - p), never the largest.
+    tail = kept.flip(-1).cumsum(dim=-1).flip(-1) <= 1 - top_p[:, None]
+    tail[:, 0] = False
+    final = candidates.masked_fill(~keep | tail, -torch.inf).softmax(dim=-1)
+    pick = (final / noise.gather(1, index)).argmax(dim=-1, keepdim=True)
+    return index.gather(1, pick)[:, 0]
