@@ -38,7 +38,7 @@ pub fn check(fields: &UnsupportedFields, n: u32) -> Result<(), ApiError> {
     if let Some((name, _)) = guided.iter().find(|(_, v)| present(v).is_some()) {
         return Err(refused(name, "is not supported"));
     }
-    if present(&fields.suffix).is_some_and(|s| !is_empty(s)) {
+    if present(&fields.suffix).is_some_and(|s| s.as_str() != Some("")) {
         return Err(refused("suffix", "is not supported"));
     }
     if let Some(best_of) = present(&fields.best_of) {
@@ -57,15 +57,6 @@ pub fn check(fields: &UnsupportedFields, n: u32) -> Result<(), ApiError> {
 /// The value unless absent or null.
 fn present(value: &Option<Json>) -> Option<&Json> {
     value.as_ref().filter(|v| !v.is_null())
-}
-
-fn is_empty(value: &Json) -> bool {
-    match value {
-        Json::Object(map) => map.is_empty(),
-        Json::Array(list) => list.is_empty(),
-        Json::String(text) => text.is_empty(),
-        _ => false,
-    }
 }
 
 fn refused(field: &str, why: &str) -> ApiError {
