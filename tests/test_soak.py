@@ -28,7 +28,9 @@ def test_two_minute_soak_has_no_errors_and_flat_memory(tmp_path: Path) -> None:
     assert summary["errors"] == 0
     for kind, stats in summary["kinds"].items():
         assert stats["requests"] > 0, f"no {kind} request in two minutes"
-    assert summary["requests"] >= 200
+    # Enough traffic to mean something, not a speed floor: the 2-core CI machine served 188 to
+    # 230 requests in these two minutes from run to run (speed is benches/soak.py's business).
+    assert summary["requests"] >= 100
     growth = summary["rss_mb"]["growth_after_warmup"]
     assert growth is not None and growth <= MAX_GROWTH_MB, growth
     assert summary["idle_gauges_not_zero"] == {}
